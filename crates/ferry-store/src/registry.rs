@@ -1,0 +1,49 @@
+//! The `Registry`: devices, releases, blacklists, reports, backups and TUF metadata files.
+
+use crate::StoreError;
+use ferry_core::api::{ArchivedReport, BackupRecord, DeviceRecord, ReleaseRecord, UpgradeReport};
+use ferry_core::{Component, DeviceId, Version};
+
+/// Everything the server persists except artifact bytes. Every backend passes
+/// [`crate::conformance::registry`].
+#[async_trait::async_trait]
+pub trait Registry: Send + Sync {
+    /// Creates the device (group `default`) or replaces its type and credential hash (re-enrollment).
+    async fn enroll_device(&self, id: &DeviceId, device_type: &str, token_sha256: &str, now: u64) -> Result<(), StoreError>;
+    /// The device whose credential hashes to `token_sha256`.
+    async fn device_by_token(&self, token_sha256: &str) -> Result<Option<DeviceId>, StoreError>;
+    /// Records a check-in: the versions the device reports and when. `NotFound` if not enrolled.
+    async fn record_checkin(&self, id: &DeviceId, device_type: &str, upgrader: &Version, main: &Version, now: u64) -> Result<(), StoreError>;
+    /// One device.
+    async fn device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError>;
+    /// All devices, ordered by id.
+    async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError>;
+    /// Moves a device into a group. `NotFound` if not enrolled.
+    async fn set_device_group(&self, id: &DeviceId, group: &str) -> Result<(), StoreError>;
+    /// Sets a group's download segment size in bytes.
+    async fn set_group_chunk_size(&self, group: &str, chunk_size: u32) -> Result<(), StoreError>;
+    /// A group's segment size, if set.
+    async fn group_chunk_size(&self, group: &str) -> Result<Option<u32>, StoreError>;
+    /// Adds a release. `Conflict` if (component, version) exists.
+    async fn put_release(&self, release: &ReleaseRecord) -> Result<(), StoreError>;
+    /// All releases, ordered by component then creation.
+    async fn releases(&self) -> Result<Vec<ReleaseRecord>, StoreError>;
+    /// One release.
+    async fn release(&self, component: Component, version: &Version) -> Result<Option<ReleaseRecord>, StoreError>;
+    /// Adds devices to a release's blacklist (idempotent). `NotFound` if no such release.
+    async fn add_to_blacklist(&self, component: Component, version: &Version, devices: &[DeviceId]) -> Result<(), StoreError>;
+    /// Archives an upgrade report; returns its id.
+    async fn add_report(&self, report: &UpgradeReport, now: u64) -> Result<i64, StoreError>;
+    /// Reports, newest first, for one device or all; at most `limit`.
+    async fn reports(&self, device: Option<&DeviceId>, limit: u32) -> Result<Vec<ArchivedReport>, StoreError>;
+    /// Records a stored backup (replaces one with the same device, component and version).
+    async fn add_backup(&self, backup: &BackupRecord) -> Result<(), StoreError>;
+    /// A device's backups, newest first.
+    async fn backups(&self, device: &DeviceId) -> Result<Vec<BackupRecord>, StoreError>;
+    /// Stores TUF metadata files (name → bytes) in one transaction, replacing same-named ones.
+    async fn put_metadata(&self, files: &[(String, Vec<u8>)]) -> Result<(), StoreError>;
+    /// One TUF metadata file.
+    async fn metadata(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// All TUF metadata files.
+    async fn all_metadata(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+}
