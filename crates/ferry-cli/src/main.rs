@@ -1,1 +1,47 @@
-fn main() {}
+//! `ferry`: the command line. Clap definitions and calls into the library crates; no logic.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Ferry: secure over-the-air updates for fleets of Linux devices.
+#[derive(Parser)]
+#[command(name = "ferry", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a server, signed releases and a small fleet of real agents end to end, then print what happened.
+    Quickstart(cmd::quickstart::Args),
+    /// Create TUF repository keys and a release-signing key.
+    Keygen(cmd::keygen::Args),
+    /// Build, sign, inspect and verify `.ferry` artifacts.
+    #[command(subcommand)]
+    Artifact(cmd::artifact::Command),
+    /// Run the update server (query service, file service, or both).
+    Server(cmd::server::Args),
+    /// Run the device agent.
+    Agent(cmd::agent::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Quickstart(a) => cmd::quickstart::run(a),
+        Command::Keygen(a) => cmd::keygen::run(a),
+        Command::Artifact(c) => cmd::artifact::run(c),
+        Command::Server(a) => cmd::server::run(a),
+        Command::Agent(a) => cmd::agent::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

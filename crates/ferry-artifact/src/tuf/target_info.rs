@@ -1,0 +1,75 @@
+//! Helpers for target entries and their hash-prefixed download paths.
+
+use super::metadata::TargetFile;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// A target entry for a file of `length` bytes with sha256 `sha256_hex`, carrying `custom`
+/// (Ferry uses `{"component":..,"version":..,"device_types":[..]}`). `name` is the target
+/// name it will be published under; it is the key of the targets map, not part of the entry.
+pub fn target_file(name: &str, length: u64, sha256_hex: &str, custom: Value) -> TargetFile {
+    debug_assert!(!name.is_empty() && !name.starts_with('/'), "target names are relative paths: {name:?}");
+    TargetFile {
+        length,
+        hashes: BTreeMap::from([("sha256".to_string(), sha256_hex.to_ascii_lowercase())]),
+        custom,
+        unrecognized: Map::new(),
+    }
+}
+
+/// The path a consistent-snapshot repository serves target `name` under: `dir/HASH.basename`
+/// (e.g. `main/1.2.0.ferry` → `main/<sha256>.1.2.0.ferry`), as python-tuf downloads it.
+pub fn target_path_with_hash(name: &str, sha256_hex: &str) -> String {
+    let hash = sha256_hex.to_ascii_lowercase();
+    match name.rsplit_once('/') {
+        Some((dir, base)) => format!("{dir}/{hash}.{base}"),
+        None => format!("{hash}.{name}"),
+    }
+}
+
+/// Why `name` cannot be a published target name, if it cannot: it must be a relative path of
+/// non-empty segments without `.` or `..`, backslashes or control characters.
+pub(crate) fn invalid_target_name(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("the name is empty".into());
+    }
+    if name.starts_with('/') {
+        return Some("the name must be a relative path (no leading /)".into());
+    }
+    if name.chars().any(|c| c.is_control() || c == '\\') {
+        return Some("the name contains a control character or a backslash".into());
+    }
+    if name.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+        return Some("every path segment must be non-empty and not . or ..".into());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn hash_prefix_goes_on_the_basename() {
+        assert_eq!(target_path_with_hash("main/1.2.0.ferry", "AB"), "main/ab.1.2.0.ferry");
+        assert_eq!(target_path_with_hash("a/b/c.bin", "00"), "a/b/00.c.bin");
+        assert_eq!(target_path_with_hash("top.bin", "ff"), "ff.top.bin");
+    }
+
+    #[test]
+    fn target_file_lists_sha256_and_custom() {
+        let t = target_file("main/1.0.0.ferry", 10, "ABCD", json!({"component": "main"}));
+        assert_eq!(t.length, 10);
+        assert_eq!(t.hashes["sha256"], "abcd");
+        assert_eq!(t.custom["component"], "main");
+    }
+
+    #[test]
+    fn refuses_unsafe_target_names() {
+        for bad in ["", "/abs", "a/../b", "a//b", "./a", "a\\b", "a\nb"] {
+            assert!(invalid_target_name(bad).is_some(), "{bad:?} accepted");
+        }
+        assert!(invalid_target_name("main/1.2.0.ferry").is_none());
+    }
+}

@@ -1,0 +1,340 @@
+//! The server's TUF repository: signed metadata kept in the registry, guarded by a mutex.
+//!
+//! The registry is the source of truth so several stateless instances can share it: before
+//! changing anything, an instance reloads the repository when the stored timestamp differs
+//! from the one it holds (another instance moved it on).
+
+use crate::error::{AppError, AppResult};
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use ferry_artifact::tuf::{Expiry, RepoKeys, Repository, TargetFile};
+use ferry_core::api::ReleaseRecord;
+use ferry_store::Registry;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+/// The repository and where it persists.
+pub struct TufRepo {
+    repo: Mutex<Repository>,
+    registry: Arc<dyn Registry>,
+}
+
+/// Loads the repository keys, generating and saving a fresh set when `dir` does not exist yet.
+pub fn load_or_generate_keys(dir: &Path) -> anyhow::Result<RepoKeys> {
+    if dir.exists() {
+        return RepoKeys::load_dir(dir)
+            .with_context(|| format!("loading TUF repository keys from {}", dir.display()));
+    }
+    let keys = RepoKeys::generate();
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating TUF keys directory {}", dir.display()))?;
+    keys.save_dir(dir)
+        .with_context(|| format!("saving new TUF repository keys to {}", dir.display()))?;
+    tracing::warn!(keys_dir = %dir.display(), "generated new TUF repository keys; back them up (devices trust this root)");
+    Ok(keys)
+}
+
+/// Whether `name` is a metadata file name the repository can hold.
+pub fn is_metadata_name(name: &str) -> bool {
+    if name == "root.json" || name == "timestamp.json" {
+        return true;
+    }
+    let Some((version, role)) = name.split_once('.') else {
+        return false;
+    };
+    !version.is_empty()
+        && version.bytes().all(|b| b.is_ascii_digit())
+        && matches!(role, "root.json" | "snapshot.json" | "targets.json")
+}
+
+/// The TUF target entry of a release (custom = component, version, device types).
+pub fn target_entry(release: &ReleaseRecord) -> TargetFile {
+    let custom = json!({
+        "component": release.component,
+        "version": release.version,
+        "device_types": release.device_types,
+    });
+    ferry_artifact::tuf::target_file(
+        &release.target_name,
+        release.length,
+        &release.sha256,
+        custom,
+    )
+}
+
+/// The target entries of all `releases`, keyed by target name.
+pub fn targets_of(releases: &[ReleaseRecord]) -> BTreeMap<String, TargetFile> {
+    releases
+        .iter()
+        .map(|r| (r.target_name.clone(), target_entry(r)))
+        .collect()
+}
+
+fn to_files(map: BTreeMap<String, Vec<u8>>) -> Vec<(String, Vec<u8>)> {
+    map.into_iter().collect()
+}
+
+/// The files of `after` that are new or changed since `before`.
+fn changed(
+    before: &BTreeMap<String, Vec<u8>>,
+    after: BTreeMap<String, Vec<u8>>,
+) -> Vec<(String, Vec<u8>)> {
+    after
+        .into_iter()
+        .filter(|(name, bytes)| before.get(name) != Some(bytes))
+        .collect()
+}
+
+impl TufRepo {
+    /// Loads the repository from the registry, or initialises and persists a new one.
+    pub async fn open(registry: Arc<dyn Registry>, keys_dir: &Path) -> anyhow::Result<TufRepo> {
+        let keys = load_or_generate_keys(keys_dir)?;
+        let stored = registry
+            .all_metadata()
+            .await
+            .context("reading TUF metadata from the registry")?;
+        let repo = if stored.is_empty() {
+            let repo = Repository::new(keys, Expiry::default(), Utc::now());
+            registry
+                .put_metadata(&to_files(repo.files()))
+                .await
+                .context("storing new TUF metadata in the registry")?;
+            tracing::info!("initialised a new TUF repository");
+            repo
+        } else {
+            Repository::from_files(keys, Expiry::default(), stored.into_iter().collect()).context(
+                "loading the TUF repository stored in the registry (do keys_dir's keys match it?)",
+            )?
+        };
+        Ok(TufRepo {
+            repo: Mutex::new(repo),
+            registry,
+        })
+    }
+
+    /// Reloads from the registry when another instance changed the repository.
+    async fn sync(&self, repo: &mut Repository) -> AppResult<()> {
+        let stored = self
+            .registry
+            .metadata("timestamp.json")
+            .await
+            .map_err(|e| AppError::store("reading timestamp.json", e))?;
+        if stored.is_none() || stored.as_ref() == repo.files().get("timestamp.json") {
+            return Ok(());
+        }
+        let all = self
+            .registry
+            .all_metadata()
+            .await
+            .map_err(|e| AppError::store("reading TUF metadata", e))?;
+        *repo = Repository::from_files(
+            repo.keys().clone(),
+            *repo.expiry(),
+            all.into_iter().collect(),
+        )
+        .map_err(|e| AppError::internal("reloading the TUF repository from the registry", e))?;
+        Ok(())
+    }
+
+    /// Stores the files that changed since `before` (older versions stay servable in the registry).
+    async fn persist(
+        &self,
+        before: &BTreeMap<String, Vec<u8>>,
+        repo: &Repository,
+    ) -> AppResult<()> {
+        self.registry
+            .put_metadata(&changed(before, repo.files()))
+            .await
+            .map_err(|e| AppError::store("storing TUF metadata", e))
+    }
+
+    /// One metadata file to serve; `timestamp.json` is re-signed first when it nears expiry.
+    pub async fn file(&self, name: &str) -> AppResult<Option<Vec<u8>>> {
+        self.file_at(name, Utc::now()).await
+    }
+
+    async fn file_at(&self, name: &str, now: DateTime<Utc>) -> AppResult<Option<Vec<u8>>> {
+        if name == "timestamp.json" {
+            let mut repo = self.repo.lock().await;
+            self.sync(&mut repo).await?;
+            let before = repo.files();
+            if repo.refresh_timestamp(now) {
+                self.persist(&before, &repo).await?;
+                tracing::info!("re-signed timestamp.json");
+            }
+            return Ok(repo.files().get(name).cloned());
+        }
+        self.registry
+            .metadata(name)
+            .await
+            .map_err(|e| AppError::store(&format!("reading TUF metadata {name}"), e))
+    }
+
+    /// Publishes new targets metadata listing exactly `releases` (new targets, snapshot, timestamp).
+    pub async fn publish(&self, releases: &[ReleaseRecord]) -> AppResult<()> {
+        let mut repo = self.repo.lock().await;
+        self.sync(&mut repo).await?;
+        let before = repo.files();
+        repo.set_targets(targets_of(releases), Utc::now())
+            .map_err(|e| AppError::internal("publishing TUF targets", e))?;
+        self.persist(&before, &repo).await?;
+        tracing::info!(targets = releases.len(), "published TUF targets");
+        Ok(())
+    }
+
+    /// Publishes targets when the stored ones differ from `releases` (a crash between
+    /// registering a release and publishing its metadata).
+    pub async fn reconcile(&self, releases: &[ReleaseRecord]) -> AppResult<()> {
+        let wanted = targets_of(releases);
+        let current = {
+            let mut repo = self.repo.lock().await;
+            self.sync(&mut repo).await?;
+            repo.targets().targets.clone()
+        };
+        if current == wanted {
+            return Ok(());
+        }
+        tracing::warn!("TUF targets differ from registered releases; republishing");
+        self.publish(releases).await
+    }
+}
+
+/// `GET /tuf/{file}`: serves one metadata file (no auth: metadata is signed and public).
+pub async fn get_metadata(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> AppResult<axum::response::Response> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let missing = || {
+        AppError::not_found(format!(
+            "no TUF metadata file '{name}'; files are root.json, N.root.json, timestamp.json, N.snapshot.json, N.targets.json"
+        ))
+    };
+    if !is_metadata_name(&name) {
+        return Err(missing());
+    }
+    let bytes = state.tuf()?.file(&name).await?.ok_or_else(missing)?;
+    // Versioned files never change; the unversioned ones must always be refetched.
+    let cache = if name == "root.json" || name == "timestamp.json" {
+        "no-store"
+    } else {
+        "public, max-age=31536000, immutable"
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, cache),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_artifact::tuf::{Signed, Timestamp};
+
+    fn timestamp_version(bytes: &[u8]) -> u64 {
+        serde_json::from_slice::<Signed<Timestamp>>(bytes)
+            .unwrap()
+            .signed
+            .version
+    }
+
+    async fn open_in(dir: &Path, registry: Arc<dyn Registry>) -> TufRepo {
+        TufRepo::open(registry, &dir.join("keys")).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn timestamp_near_expiry_is_re_signed_and_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = ferry_store::open_registry("sqlite::memory:").await.unwrap();
+        let repo = open_in(dir.path(), registry.clone()).await;
+        let fresh = repo.file("timestamp.json").await.unwrap().unwrap();
+        assert_eq!(
+            fresh,
+            registry.metadata("timestamp.json").await.unwrap().unwrap(),
+            "fresh timestamp is not re-signed"
+        );
+
+        let later = Utc::now() + chrono::TimeDelta::hours(20);
+        let renewed = repo
+            .file_at("timestamp.json", later)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(timestamp_version(&renewed), timestamp_version(&fresh) + 1);
+        assert_eq!(
+            registry.metadata("timestamp.json").await.unwrap().unwrap(),
+            renewed
+        );
+    }
+
+    #[tokio::test]
+    async fn instances_sharing_a_registry_see_each_others_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = ferry_store::open_registry("sqlite::memory:").await.unwrap();
+        let a = open_in(dir.path(), registry.clone()).await;
+        let b = open_in(dir.path(), registry.clone()).await;
+        let release = |version: &str| ReleaseRecord {
+            component: ferry_core::Component::Main,
+            version: version.parse().unwrap(),
+            device_types: vec![],
+            target_name: format!("main/{version}.ferry"),
+            length: 3,
+            sha256: "ab".repeat(32),
+            blacklist: vec![],
+            go_live: None,
+            created_at: 0,
+        };
+        a.publish(&[release("1.0.0")]).await.unwrap();
+        let from_b = b.file("timestamp.json").await.unwrap().unwrap();
+        assert_eq!(
+            from_b,
+            registry.metadata("timestamp.json").await.unwrap().unwrap(),
+            "b serves a's timestamp"
+        );
+        b.publish(&[release("1.0.0"), release("1.1.0")])
+            .await
+            .unwrap();
+        let b_targets = b.repo.lock().await.targets().clone();
+        assert_eq!(b_targets.targets.len(), 2);
+        a.reconcile(&[release("1.0.0"), release("1.1.0")])
+            .await
+            .unwrap();
+        let a_targets = a.repo.lock().await.targets().clone();
+        assert_eq!(
+            a_targets.version, b_targets.version,
+            "a reloaded b's publication instead of republishing"
+        );
+    }
+
+    #[test]
+    fn metadata_names_are_the_tuf_file_forms_only() {
+        for ok in [
+            "root.json",
+            "timestamp.json",
+            "1.root.json",
+            "12.snapshot.json",
+            "3.targets.json",
+        ] {
+            assert!(is_metadata_name(ok), "{ok}");
+        }
+        for bad in [
+            "snapshot.json",
+            "targets.json",
+            "x.root.json",
+            ".root.json",
+            "1.timestamp.json",
+            "../root.json",
+            "1.root.json.bak",
+        ] {
+            assert!(!is_metadata_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need (python-tuf for interop, moto as the
+# S3-compatible server), starts moto, then runs every test of the workspace with nextest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import tuf, moto' 2>/dev/null; then
+  echo "installing python test tools (tuf, moto[server])"
+  "$PY" -m pip install --quiet --disable-pip-version-check 'tuf==7.0.1' 'moto[server]==5.2.5' \
+    || echo "WARNING: pip install failed; interop and S3 tests will skip (or fail under FERRY_REQUIRE_SERVICES=1)"
+fi
+
+export FERRY_TEST_S3_ENDPOINT=${FERRY_TEST_S3_ENDPOINT:-http://127.0.0.1:9000}
+if ! (exec 3<>/dev/tcp/127.0.0.1/9000) 2>/dev/null; then
+  if command -v moto_server >/dev/null 2>&1; then
+    echo "starting moto S3 server on 127.0.0.1:9000"
+    nohup moto_server -H 127.0.0.1 -p 9000 >/tmp/ferry-moto.log 2>&1 &
+    for i in $(seq 1 30); do (exec 3<>/dev/tcp/127.0.0.1/9000) 2>/dev/null && break; sleep 0.5; done
+  fi
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install --locked cargo-nextest
+fi
+cargo nextest run --workspace --all-features --no-fail-fast "$@"
