@@ -60,14 +60,21 @@ impl download::FetchObserver for Observer<'_> {
         advance_with(self.store, self.on_state, Event::Progress { done, fetched })?;
         *self.fetched_now += fetched;
         Ok(match self.progress.as_mut() {
-            Some(cb) => cb(&Progress { component: self.component, version: self.version.clone(), done, total: self.total }),
+            Some(cb) => cb(&Progress {
+                component: self.component,
+                version: self.version.clone(),
+                done,
+                total: self.total,
+            }),
             None => ControlFlow::Continue(()),
         })
     }
 
     fn segment_failed(&mut self, error: &download::DownloadError, failure: u32, allowed: u32) {
         tracing::warn!("{error} (failure {failure} of {allowed} allowed this run)");
-        self.store.log(&format!("segment failed, retrying ({failure}/{allowed}): {error}"));
+        self.store.log(&format!(
+            "segment failed, retrying ({failure}/{allowed}): {error}"
+        ));
     }
 }
 
@@ -107,13 +114,19 @@ pub struct Agent {
 pub fn fallback_version(component: Component) -> Version {
     match component {
         Component::Main => Version::new(0, 0, 0),
-        Component::Agent => env!("CARGO_PKG_VERSION").parse().unwrap_or_else(|_| Version::new(0, 0, 0)),
+        Component::Agent => env!("CARGO_PKG_VERSION")
+            .parse()
+            .unwrap_or_else(|_| Version::new(0, 0, 0)),
     }
 }
 
 /// Moves the persisted install state on by `ev` (pure transition, then atomic write), then
 /// tells the state observer.
-pub(crate) fn advance_with(store: &StateStore, observer: &mut Option<StateFn>, ev: Event) -> Result<InstallState> {
+pub(crate) fn advance_with(
+    store: &StateStore,
+    observer: &mut Option<StateFn>,
+    ev: Event,
+) -> Result<InstallState> {
     let next = store.load_install()?.next(ev)?;
     store.save_install(&next)?;
     if let Some(f) = observer.as_mut()
@@ -133,11 +146,20 @@ impl Agent {
         let keys = config
             .release_keys
             .iter()
-            .map(|path| PublicKey::load(path).map_err(|e| AgentError::Key { path: path.clone(), reason: e.to_string() }))
+            .map(|path| {
+                PublicKey::load(path).map_err(|e| AgentError::Key {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         let tuf = TufClient::new(&store.tuf_dir(), &config.trusted_root);
         tuf.check()?;
-        let api = ApiClient::new(&config.server_url, config.device_id.clone(), Duration::from_secs(config.http_timeout_secs))?;
+        let api = ApiClient::new(
+            &config.server_url,
+            config.device_id.clone(),
+            Duration::from_secs(config.http_timeout_secs),
+        )?;
         let main = Slot::open(Component::Main, &config.main.dir)?;
         let upgrader = Slot::open(Component::Agent, &config.upgrader.dir)?;
         Ok(Agent {
@@ -202,14 +224,20 @@ impl Agent {
 
     /// The active version of `component` (see [`fallback_version`] when none is active).
     pub fn current_version(&self, component: Component) -> Result<Version> {
-        Ok(self.slot(component).current_version()?.unwrap_or_else(|| fallback_version(component)))
+        Ok(self
+            .slot(component)
+            .current_version()?
+            .unwrap_or_else(|| fallback_version(component)))
     }
 
     fn version_for_checkin(&self, component: Component) -> Version {
         match self.current_version(component) {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!("{e}; reporting {component} as {} so a full release can repair it", fallback_version(component));
+                tracing::warn!(
+                    "{e}; reporting {component} as {} so a full release can repair it",
+                    fallback_version(component)
+                );
                 fallback_version(component)
             }
         }
@@ -235,7 +263,11 @@ impl Agent {
                     break;
                 }
                 CheckinResponse::Update { offer } => {
-                    if summary.attempts.iter().any(|a| a.component == offer.component && a.to == offer.version) {
+                    if summary
+                        .attempts
+                        .iter()
+                        .any(|a| a.component == offer.component && a.to == offer.version)
+                    {
                         break;
                     }
                     let mut track = Track::default();
@@ -260,11 +292,15 @@ impl Agent {
                 Err(e) => tracing::error!("check-in failed: {e}"),
             }
             let now = Utc::now().timestamp().max(0) as u64;
-            let next = self.config.schedule.next_after(now, rand::random::<u64>()).map_err(|e| crate::config::ConfigError::Invalid {
-                path: "<in-process>".into(),
-                key: "schedule",
-                message: e.to_string(),
-            })?;
+            let next = self
+                .config
+                .schedule
+                .next_after(now, rand::random::<u64>())
+                .map_err(|e| crate::config::ConfigError::Invalid {
+                    path: "<in-process>".into(),
+                    key: "schedule",
+                    message: e.to_string(),
+                })?;
             tracing::info!("next check-in in {} s", next.saturating_sub(now));
             tokio::time::sleep(Duration::from_secs(next.saturating_sub(now))).await;
         }
@@ -277,8 +313,14 @@ impl Agent {
         {
             return Ok(c.device_token);
         }
-        let resp = self.api.enroll(&self.config.enrollment_token, &self.config.device_type).await?;
-        self.store.save_credentials(&DeviceCredentials { device_id: self.config.device_id.clone(), device_token: resp.device_token.clone() })?;
+        let resp = self
+            .api
+            .enroll(&self.config.enrollment_token, &self.config.device_type)
+            .await?;
+        self.store.save_credentials(&DeviceCredentials {
+            device_id: self.config.device_id.clone(),
+            device_token: resp.device_token.clone(),
+        })?;
         tracing::info!(device = %self.config.device_id, "enrolled");
         Ok(resp.device_token)
     }
@@ -303,13 +345,20 @@ impl Agent {
     }
 
     fn refuse(&self, offer: &UpdateOffer, reason: String) -> AgentError {
-        AgentError::Refused { device: self.config.device_id.to_string(), component: offer.component, version: offer.version.clone(), reason }
+        AgentError::Refused {
+            device: self.config.device_id.to_string(),
+            component: offer.component,
+            version: offer.version.clone(),
+            reason,
+        }
     }
 
     /// Handles one offer from `Idle`: checks it, verifies it through TUF, then downloads and installs.
     async fn attempt(&mut self, offer: UpdateOffer, track: &mut Track) -> Result<AttemptSummary> {
         let component = offer.component;
-        let from = self.current_version(component).unwrap_or_else(|_| fallback_version(component));
+        let from = self
+            .current_version(component)
+            .unwrap_or_else(|_| fallback_version(component));
         let pending = Pending {
             component,
             from_version: from.clone(),
@@ -317,13 +366,20 @@ impl Agent {
             target_name: offer.target_name.clone(),
             bytes_downloaded: 0,
         };
-        if let Some(bad) = self.store.known_bad()?.into_iter().find(|b| b.component == component && b.version == offer.version && b.target_name == offer.target_name) {
+        if let Some(bad) = self.store.known_bad()?.into_iter().find(|b| {
+            b.component == component
+                && b.version == offer.version
+                && b.target_name == offer.target_name
+        }) {
             return Ok(AttemptSummary {
                 component,
                 from,
                 to: offer.version,
                 outcome: AttemptOutcome::Skipped,
-                reason: format!("not retrying: this release already failed here and was rolled back ({})", bad.why),
+                reason: format!(
+                    "not retrying: this release already failed here and was rolled back ({})",
+                    bad.why
+                ),
                 bytes_downloaded: 0,
                 bytes_this_run: 0,
                 resumed: false,
@@ -332,9 +388,14 @@ impl Agent {
             });
         }
         self.store.clear_log()?;
-        self.store.log(&format!("device {}: offer {component} {from} -> {} ({})", self.config.device_id, offer.version, offer.target_name));
+        self.store.log(&format!(
+            "device {}: offer {component} {from} -> {} ({})",
+            self.config.device_id, offer.version, offer.target_name
+        ));
         let prepared = self.prepare_offer(&offer, &from, track).await;
-        if let Err(e @ (AgentError::Http { .. } | AgentError::Status { status: 500.., .. })) = prepared {
+        if let Err(e @ (AgentError::Http { .. } | AgentError::Status { status: 500.., .. })) =
+            prepared
+        {
             // The server went away mid-check: nothing was refused; try again next run.
             return Err(e);
         }
@@ -343,28 +404,66 @@ impl Agent {
             self.store.log(&format!("refused: {e}"));
             self.advance(Event::Abort(e.to_string()))?;
         }
-        Ok(self.drive(track).await?.expect("an attempt in progress yields a summary"))
+        Ok(self
+            .drive(track)
+            .await?
+            .expect("an attempt in progress yields a summary"))
     }
 
     /// Everything before `Begin`: downgrade check, TUF refresh and target lookup, download record.
-    async fn prepare_offer(&mut self, offer: &UpdateOffer, from: &Version, track: &mut Track) -> Result<()> {
-        if offer.version <= *from && self.slot(offer.component).current_version().ok().flatten().is_some() {
-            return Err(self.refuse(offer, format!("it is not newer than the installed {} {from} (downgrade protection)", offer.component)));
+    async fn prepare_offer(
+        &mut self,
+        offer: &UpdateOffer,
+        from: &Version,
+        track: &mut Track,
+    ) -> Result<()> {
+        if offer.version <= *from
+            && self
+                .slot(offer.component)
+                .current_version()
+                .ok()
+                .flatten()
+                .is_some()
+        {
+            return Err(self.refuse(
+                offer,
+                format!(
+                    "it is not newer than the installed {} {from} (downgrade protection)",
+                    offer.component
+                ),
+            ));
         }
         let now = (self.clock)();
-        let set = self.tuf.refresh(&self.api, &offer.metadata_base_url, now).await?;
+        let set = self
+            .tuf
+            .refresh(&self.api, &offer.metadata_base_url, now)
+            .await?;
         let target = TufClient::lookup(&set, offer)?;
         track.tuf_fresh = true;
-        self.store.log(&format!("TUF: {} is {} bytes, sha256 {}", target.name, target.length, target.sha256));
+        self.store.log(&format!(
+            "TUF: {} is {} bytes, sha256 {}",
+            target.name, target.length, target.sha256
+        ));
         let paths = download::paths(&self.store.downloads_dir(), &offer.target_name);
         let url = join_url(&self.api.resolve(&offer.file_base_url), &target.fetch_path);
         let side = download::prepare(
             &paths,
-            Sidecar { target: target.name, url, length: target.length, sha256: target.sha256, etag: None, done: 0, offer: offer.clone() },
+            Sidecar {
+                target: target.name,
+                url,
+                length: target.length,
+                sha256: target.sha256,
+                etag: None,
+                done: 0,
+                offer: offer.clone(),
+            },
         )?;
         if side.done > 0 {
             track.resumed = true;
-            self.store.log(&format!("resuming download at byte {} of {}", side.done, side.length));
+            self.store.log(&format!(
+                "resuming download at byte {} of {}",
+                side.done, side.length
+            ));
         }
         Ok(())
     }
@@ -378,35 +477,72 @@ impl Agent {
     pub(crate) async fn drive(&mut self, track: &mut Track) -> Result<Option<AttemptSummary>> {
         loop {
             let state = self.store.load_install()?;
-            let Some(pending) = state.pending().cloned() else { return Ok(None) };
+            let Some(pending) = state.pending().cloned() else {
+                return Ok(None);
+            };
             match &state {
                 InstallState::Idle => return Ok(None),
                 InstallState::Downloading { done, .. } => {
                     if let Some(deferred) = self.step_download(&pending, *done, track).await? {
-                        return Ok(Some(self.summary(&pending, AttemptOutcome::Deferred, deferred, false, false, track)));
+                        return Ok(Some(self.summary(
+                            &pending,
+                            AttemptOutcome::Deferred,
+                            deferred,
+                            false,
+                            false,
+                            track,
+                        )));
                     }
                 }
                 InstallState::Verified { .. } => self.step_backup(&pending).await?,
                 InstallState::BackedUp { .. } => self.step_install(&pending).await?,
                 InstallState::Switched { .. } => self.step_switched(&pending, track).await?,
-                InstallState::RolledBack { .. } if state.rollback_unfinished() => self.step_rollback(&pending).await?,
-                InstallState::Confirmed { .. } | InstallState::RolledBack { .. } | InstallState::Failed { .. } => {
+                InstallState::RolledBack { .. } if state.rollback_unfinished() => {
+                    self.step_rollback(&pending).await?
+                }
+                InstallState::Confirmed { .. }
+                | InstallState::RolledBack { .. }
+                | InstallState::Failed { .. } => {
                     let (outcome, reason, rolled_back) = match &state {
-                        InstallState::Confirmed { .. } => {
-                            (AttemptOutcome::Success, format!("{} {} installed and healthy", pending.component, pending.to_version), false)
+                        InstallState::Confirmed { .. } => (
+                            AttemptOutcome::Success,
+                            format!(
+                                "{} {} installed and healthy",
+                                pending.component, pending.to_version
+                            ),
+                            false,
+                        ),
+                        InstallState::RolledBack { why, .. } => {
+                            (AttemptOutcome::Failure, why.clone(), true)
                         }
-                        InstallState::RolledBack { why, .. } => (AttemptOutcome::Failure, why.clone(), true),
-                        InstallState::Failed { why, .. } => (AttemptOutcome::Failure, why.clone(), false),
+                        InstallState::Failed { why, .. } => {
+                            (AttemptOutcome::Failure, why.clone(), false)
+                        }
                         _ => unreachable!("matched final states"),
                     };
                     let reported = self.step_report(&state).await?;
-                    return Ok(Some(self.summary(&pending, outcome, reason, rolled_back, reported, track)));
+                    return Ok(Some(self.summary(
+                        &pending,
+                        outcome,
+                        reason,
+                        rolled_back,
+                        reported,
+                        track,
+                    )));
                 }
             }
         }
     }
 
-    fn summary(&self, p: &Pending, outcome: AttemptOutcome, reason: String, rolled_back: bool, reported: bool, track: &Track) -> AttemptSummary {
+    fn summary(
+        &self,
+        p: &Pending,
+        outcome: AttemptOutcome,
+        reason: String,
+        rolled_back: bool,
+        reported: bool,
+        track: &Track,
+    ) -> AttemptSummary {
         AttemptSummary {
             component: p.component,
             from: p.from_version.clone(),
@@ -423,7 +559,12 @@ impl Agent {
 
     /// `Downloading`: fetch the remaining segments, verify, then `DownloadVerified` (or `Abort`).
     /// Returns `Some(reason)` when the download is deferred to the next run.
-    async fn step_download(&mut self, pending: &Pending, done: u64, track: &mut Track) -> Result<Option<String>> {
+    async fn step_download(
+        &mut self,
+        pending: &Pending,
+        done: u64,
+        track: &mut Track,
+    ) -> Result<Option<String>> {
         match self.download_and_verify(pending, done, track).await {
             Ok(()) => {
                 self.advance(Event::DownloadVerified)?;
@@ -447,7 +588,12 @@ impl Agent {
         }
     }
 
-    async fn download_and_verify(&mut self, pending: &Pending, done: u64, track: &mut Track) -> Result<()> {
+    async fn download_and_verify(
+        &mut self,
+        pending: &Pending,
+        done: u64,
+        track: &mut Track,
+    ) -> Result<()> {
         let paths = self.download_paths(pending);
         let stored: Option<Sidecar> = crate::state::read_json(&paths.sidecar)?;
         let Some(mut side) = stored else {
@@ -459,22 +605,43 @@ impl Agent {
         if !track.tuf_fresh {
             // Restarted: the release may have been withdrawn or changed since; ask TUF again.
             let now = (self.clock)();
-            let set = self.tuf.refresh(&self.api, &side.offer.metadata_base_url, now).await?;
+            let set = self
+                .tuf
+                .refresh(&self.api, &side.offer.metadata_base_url, now)
+                .await?;
             let target = TufClient::lookup(&set, &side.offer)?;
             track.tuf_fresh = true;
-            side = download::prepare(&paths, Sidecar { length: target.length, sha256: target.sha256, ..side })?;
+            side = download::prepare(
+                &paths,
+                Sidecar {
+                    length: target.length,
+                    sha256: target.sha256,
+                    ..side
+                },
+            )?;
             if side.done > 0 {
                 track.resumed = true;
-                self.store.log(&format!("resuming download at byte {} of {} (state said {done})", side.done, side.length));
+                self.store.log(&format!(
+                    "resuming download at byte {} of {} (state said {done})",
+                    side.done, side.length
+                ));
             }
         }
         let token = self.token().await?;
-        let retry = RetryPolicy { max_failures: self.config.download_retries, backoff: Duration::from_millis(self.config.retry_backoff_ms) };
+        let retry = RetryPolicy {
+            max_failures: self.config.download_retries,
+            backoff: Duration::from_millis(self.config.retry_backoff_ms),
+        };
         let chunk = side.offer.chunk_size;
         let total = side.length;
         let (component, version) = (pending.component, pending.to_version.clone());
         if let Some(cb) = self.progress.as_mut() {
-            let _ = cb(&Progress { component, version: version.clone(), done: side.done, total });
+            let _ = cb(&Progress {
+                component,
+                version: version.clone(),
+                done: side.done,
+                total,
+            });
         }
         let mut observer = Observer {
             store: &self.store,
@@ -485,9 +652,21 @@ impl Agent {
             version: version.clone(),
             total,
         };
-        let finished = download::fetch(self.api.http(), &token, &paths, &mut side, chunk, retry, &mut observer).await?;
+        let finished = download::fetch(
+            self.api.http(),
+            &token,
+            &paths,
+            &mut side,
+            chunk,
+            retry,
+            &mut observer,
+        )
+        .await?;
         if finished == Finished::Stopped {
-            self.store.log(&format!("download stopped by the caller at {} of {total} bytes", side.done));
+            self.store.log(&format!(
+                "download stopped by the caller at {} of {total} bytes",
+                side.done
+            ));
             return Err(AgentError::Interrupted {
                 device: self.config.device_id.to_string(),
                 component,
@@ -497,9 +676,12 @@ impl Agent {
             });
         }
         download::verify_and_complete(&paths, &side)?;
-        self.store.log(&format!("downloaded {total} bytes; length and sha256 match the signed targets metadata"));
+        self.store.log(&format!(
+            "downloaded {total} bytes; length and sha256 match the signed targets metadata"
+        ));
         self.verify_artifact(&paths.complete, pending)?;
-        self.store.log("artifact signature and payload hashes verified");
+        self.store
+            .log("artifact signature and payload hashes verified");
         Ok(())
     }
 
@@ -507,17 +689,31 @@ impl Agent {
     pub(crate) fn verify_artifact(&self, path: &Path, pending: &Pending) -> Result<()> {
         let manifest = ferry_artifact::artifact::verify(path, &self.keys).map_err(|e| {
             let _ = std::fs::remove_file(path);
-            AgentError::Artifact { path: path.to_path_buf(), reason: format!("{e}; the download was deleted and nothing installed was changed") }
+            AgentError::Artifact {
+                path: path.to_path_buf(),
+                reason: format!("{e}; the download was deleted and nothing installed was changed"),
+            }
         })?;
-        let wrong = |what: String| AgentError::Artifact { path: path.to_path_buf(), reason: what };
+        let wrong = |what: String| AgentError::Artifact {
+            path: path.to_path_buf(),
+            reason: what,
+        };
         if manifest.component != pending.component || manifest.version != pending.to_version {
             return Err(wrong(format!(
                 "holds {} {}, but {} {} was offered and vouched for by TUF",
                 manifest.component, manifest.version, pending.component, pending.to_version
             )));
         }
-        if !manifest.device_types.is_empty() && !manifest.device_types.iter().any(|t| t == &self.config.device_type) {
-            return Err(wrong(format!("is built for device types {:?}, not this device's type {}", manifest.device_types, self.config.device_type)));
+        if !manifest.device_types.is_empty()
+            && !manifest
+                .device_types
+                .iter()
+                .any(|t| t == &self.config.device_type)
+        {
+            return Err(wrong(format!(
+                "is built for device types {:?}, not this device's type {}",
+                manifest.device_types, self.config.device_type
+            )));
         }
         Ok(())
     }
@@ -525,15 +721,30 @@ impl Agent {
     /// Final state: send the report; on success the state returns to `Idle` and leftovers go.
     /// Returns whether the server has the report.
     async fn step_report(&mut self, state: &InstallState) -> Result<bool> {
-        let Some(pending) = state.pending().cloned() else { return Ok(true) };
-        let Some(rep) = report::build(&self.config.device_id, state, self.store.log_tail(report::LOG_TAIL_LINES)) else { return Ok(true) };
+        let Some(pending) = state.pending().cloned() else {
+            return Ok(true);
+        };
+        let Some(rep) = report::build(
+            &self.config.device_id,
+            state,
+            self.store.log_tail(report::LOG_TAIL_LINES),
+        ) else {
+            return Ok(true);
+        };
         let sent = match self.token().await {
             Ok(token) => self.api.report(&token, &rep).await,
             Err(e) => Err(e),
         };
         match sent {
             Ok(id) => {
-                tracing::info!(report = id, "reported {} {} -> {}: {:?}", rep.component, rep.from_version, rep.to_version, rep.outcome);
+                tracing::info!(
+                    report = id,
+                    "reported {} {} -> {}: {:?}",
+                    rep.component,
+                    rep.from_version,
+                    rep.to_version,
+                    rep.outcome
+                );
                 self.advance(Event::Reported)?;
                 self.cleanup(&pending, matches!(state, InstallState::Confirmed { .. }));
                 Ok(true)
@@ -553,17 +764,29 @@ impl Agent {
         }
         let slot = self.slot(pending.component);
         let current = slot.current_version().ok().flatten();
-        let mut keep: Vec<&Version> = vec![&pending.from_version];
-        if success {
-            keep.push(&pending.to_version);
-        }
-        if let Some(c) = current.as_ref() {
-            keep.push(c);
-        }
-        if let Err(e) = slot.prune(&keep) {
+        let pruned = if success {
+            // Keep the new release and the one it replaced; older ones go.
+            let mut keep: Vec<&Version> = vec![&pending.from_version, &pending.to_version];
+            keep.extend(current.as_ref());
+            slot.prune(&keep)
+        } else if current.as_ref() != Some(&pending.to_version) {
+            // Only the failed release and its staging leftovers go.
+            crate::state::remove_dir_if_exists(&slot.release_dir(&pending.to_version)).and_then(
+                |()| crate::state::remove_dir_if_exists(&slot.staging_dir(&pending.to_version)),
+            )
+        } else {
+            Ok(())
+        };
+        if let Err(e) = pruned {
             tracing::warn!("cleanup: {e}");
         }
-        if success && let Err(e) = crate::backup::prune(&self.store.backups_dir(), pending.component, &pending.from_version) {
+        if success
+            && let Err(e) = crate::backup::prune(
+                &self.store.backups_dir(),
+                pending.component,
+                &pending.from_version,
+            )
+        {
             tracing::warn!("cleanup: {e}");
         }
         let _ = self.store.clear_log();

@@ -21,10 +21,18 @@ pub fn create(release_dir: &Path, out: &Path) -> Result<u64, AgentError> {
     let mut builder = tar::Builder::new(file);
     builder.follow_symlinks(false);
     builder.mode(tar::HeaderMode::Complete);
-    builder.append_dir_all(".", release_dir).map_err(|e| io_err(release_dir, "archive release directory", e))?;
-    let file = builder.into_inner().map_err(|e| io_err(&tmp, "finish backup", e))?;
-    file.sync_all().map_err(|e| io_err(&tmp, "fsync backup", e))?;
-    let size = file.metadata().map_err(|e| io_err(&tmp, "stat backup", e))?.len();
+    builder
+        .append_dir_all(".", release_dir)
+        .map_err(|e| io_err(release_dir, "archive release directory", e))?;
+    let file = builder
+        .into_inner()
+        .map_err(|e| io_err(&tmp, "finish backup", e))?;
+    file.sync_all()
+        .map_err(|e| io_err(&tmp, "fsync backup", e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| io_err(&tmp, "stat backup", e))?
+        .len();
     drop(file);
     fs::rename(&tmp, out).map_err(|e| io_err(out, "rename backup into place", e))?;
     fsync_dir(dir)?;
@@ -33,12 +41,16 @@ pub fn create(release_dir: &Path, out: &Path) -> Result<u64, AgentError> {
 
 /// Restores a backup tar into `dest` (which is replaced), via `<dest>.restore`, durably.
 pub fn restore(tar_path: &Path, dest: &Path) -> Result<(), AgentError> {
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let parent = dest.parent().unwrap_or(Path::new("."));
     let tmp = parent.join(format!("{name}.restore"));
     remove_dir_if_exists(&tmp)?;
     fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, "create directory", e))?;
-    let file = File::open(tar_path).map_err(|e| io_err(tar_path, "open backup (no backup to roll back to)", e))?;
+    let file = File::open(tar_path)
+        .map_err(|e| io_err(tar_path, "open backup (no backup to roll back to)", e))?;
     let mut archive = tar::Archive::new(file);
     archive.set_preserve_permissions(true);
     archive.set_overwrite(true);
@@ -85,15 +97,30 @@ mod tests {
         assert!(out.ends_with("main-1.0.0.tar"));
         fs::remove_dir_all(&rel).unwrap();
         restore(&out, &rel).unwrap();
-        assert_eq!(fs::read(rel.join("bin/app")).unwrap(), b"#!/bin/sh\necho hi\n");
-        assert_eq!(fs::metadata(rel.join("bin/app")).unwrap().permissions().mode() & 0o777, 0o755);
-        assert_eq!(fs::read_link(rel.join("app")).unwrap(), Path::new("bin/app"));
+        assert_eq!(
+            fs::read(rel.join("bin/app")).unwrap(),
+            b"#!/bin/sh\necho hi\n"
+        );
+        assert_eq!(
+            fs::metadata(rel.join("bin/app"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o755
+        );
+        assert_eq!(
+            fs::read_link(rel.join("app")).unwrap(),
+            Path::new("bin/app")
+        );
     }
 
     #[test]
     fn restore_without_a_backup_names_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let err = restore(&dir.path().join("main-1.0.0.tar"), &dir.path().join("r")).unwrap_err().to_string();
+        let err = restore(&dir.path().join("main-1.0.0.tar"), &dir.path().join("r"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("main-1.0.0.tar"), "{err}");
     }
 
@@ -104,7 +131,10 @@ mod tests {
             fs::write(dir.path().join(name), b"x").unwrap();
         }
         prune(dir.path(), Component::Main, &Version::new(1, 1, 0)).unwrap();
-        let mut left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         left.sort();
         assert_eq!(left, vec!["agent-0.1.0.tar", "main-1.1.0.tar"]);
     }

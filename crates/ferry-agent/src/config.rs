@@ -1,7 +1,7 @@
 //! The agent's configuration file (`agent.toml`).
 
-use ferry_core::schedule::Schedule;
 use ferry_core::DeviceId;
+use ferry_core::schedule::Schedule;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -135,14 +135,19 @@ impl AgentConfig {
     /// Reads and validates `agent.toml`; errors name the file and the offending key.
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_toml_str(&text, path)
     }
 
     /// Parses and validates TOML text; `origin` names its source in errors.
     pub fn from_toml_str(text: &str, origin: &Path) -> Result<Self, ConfigError> {
-        let config: AgentConfig = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: origin.to_path_buf(), message: e.to_string().trim_end().to_string() })?;
+        let config: AgentConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
         config.validate_at(origin)?;
         Ok(config)
     }
@@ -153,48 +158,97 @@ impl AgentConfig {
     }
 
     fn validate_at(&self, origin: &Path) -> Result<(), ConfigError> {
-        let invalid = |key: &'static str, message: String| ConfigError::Invalid { path: origin.to_path_buf(), key, message };
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            path: origin.to_path_buf(),
+            key,
+            message,
+        };
         let url = self.server_url.trim();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(invalid("server_url", format!("'{url}' is not an http:// or https:// URL")));
+            return Err(invalid(
+                "server_url",
+                format!("'{url}' is not an http:// or https:// URL"),
+            ));
         }
         let t = &self.device_type;
-        if t.is_empty() || t.len() > 64 || !t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
-            return Err(invalid("device_type", format!("'{t}' is invalid: use 1-64 characters from A-Z a-z 0-9 . _ - (releases list the device types they fit)")));
+        if t.is_empty()
+            || t.len() > 64
+            || !t
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(invalid(
+                "device_type",
+                format!(
+                    "'{t}' is invalid: use 1-64 characters from A-Z a-z 0-9 . _ - (releases list the device types they fit)"
+                ),
+            ));
         }
         if self.enrollment_token.trim().is_empty() {
-            return Err(invalid("enrollment_token", "must not be empty (ask the operator for the fleet's enrollment token)".into()));
+            return Err(invalid(
+                "enrollment_token",
+                "must not be empty (ask the operator for the fleet's enrollment token)".into(),
+            ));
         }
         if self.release_keys.is_empty() {
-            return Err(invalid("release_keys", "list at least one public key file trusted to sign .ferry artifacts".into()));
+            return Err(invalid(
+                "release_keys",
+                "list at least one public key file trusted to sign .ferry artifacts".into(),
+            ));
         }
         if let Err(e) = self.schedule.validate() {
             return Err(invalid("schedule", e.to_string()));
         }
         if self.http_timeout_secs == 0 {
-            return Err(invalid("http_timeout_secs", "must be at least 1 second".into()));
+            return Err(invalid(
+                "http_timeout_secs",
+                "must be at least 1 second".into(),
+            ));
         }
         if self.main.health_timeout_secs == 0 {
-            return Err(invalid("main.health_timeout_secs", "must be at least 1 second".into()));
+            return Err(invalid(
+                "main.health_timeout_secs",
+                "must be at least 1 second".into(),
+            ));
         }
         if self.upgrader.self_test_timeout_secs == 0 {
-            return Err(invalid("upgrader.self_test_timeout_secs", "must be at least 1 second".into()));
+            return Err(invalid(
+                "upgrader.self_test_timeout_secs",
+                "must be at least 1 second".into(),
+            ));
         }
-        for (key, cmd) in [("main.start", &self.main.start), ("main.stop", &self.main.stop), ("main.health_check", &self.main.health_check)] {
+        for (key, cmd) in [
+            ("main.start", &self.main.start),
+            ("main.stop", &self.main.stop),
+            ("main.health_check", &self.main.health_check),
+        ] {
             if cmd.trim().is_empty() {
                 return Err(invalid(key, "must be a shell command".into()));
             }
         }
-        for (key, dir) in [("state_dir", &self.state_dir), ("main.dir", &self.main.dir), ("upgrader.dir", &self.upgrader.dir)] {
+        for (key, dir) in [
+            ("state_dir", &self.state_dir),
+            ("main.dir", &self.main.dir),
+            ("upgrader.dir", &self.upgrader.dir),
+        ] {
             if dir.as_os_str().is_empty() {
                 return Err(invalid(key, "must be a directory path".into()));
             }
         }
-        let dirs = [("state_dir", &self.state_dir), ("main.dir", &self.main.dir), ("upgrader.dir", &self.upgrader.dir)];
+        let dirs = [
+            ("state_dir", &self.state_dir),
+            ("main.dir", &self.main.dir),
+            ("upgrader.dir", &self.upgrader.dir),
+        ];
         for (i, (ka, a)) in dirs.iter().enumerate() {
             for (kb, b) in &dirs[i + 1..] {
                 if a == b {
-                    return Err(invalid(kb, format!("is the same directory as `{ka}`; each storage space needs its own directory")));
+                    return Err(invalid(
+                        kb,
+                        format!(
+                            "is the same directory as `{ka}`; each storage space needs its own directory"
+                        ),
+                    ));
                 }
             }
         }
@@ -238,7 +292,13 @@ dir = "/opt/ferry"
     fn parses_a_complete_file_with_defaults() {
         let c = AgentConfig::from_toml_str(GOOD, Path::new("agent.toml")).unwrap();
         assert_eq!(c.device_id.as_str(), "356938035643809");
-        assert_eq!(c.schedule, Schedule::Interval { every_secs: 300, jitter_secs: 30 });
+        assert_eq!(
+            c.schedule,
+            Schedule::Interval {
+                every_secs: 300,
+                jitter_secs: 30
+            }
+        );
         assert_eq!(c.http_timeout_secs, 30);
         assert_eq!(c.main.health_retries, 3);
         assert!(!c.upload_backups);
@@ -247,7 +307,9 @@ dir = "/opt/ferry"
     #[test]
     fn missing_key_is_named_with_the_file() {
         let text = GOOD.replace("device_type = \"gw-arm64\"\n", "");
-        let err = AgentConfig::from_toml_str(&text, Path::new("/etc/ferry/agent.toml")).unwrap_err().to_string();
+        let err = AgentConfig::from_toml_str(&text, Path::new("/etc/ferry/agent.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/etc/ferry/agent.toml"), "{err}");
         assert!(err.contains("device_type"), "{err}");
     }
@@ -255,22 +317,41 @@ dir = "/opt/ferry"
     #[test]
     fn unknown_key_is_refused_and_named() {
         let text = GOOD.replace("[upgrader]", "helth_check = \"x\"\n[upgrader]");
-        let err = AgentConfig::from_toml_str(&text, Path::new("agent.toml")).unwrap_err().to_string();
+        let err = AgentConfig::from_toml_str(&text, Path::new("agent.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("helth_check"), "{err}");
     }
 
     #[test]
     fn bad_values_name_the_key() {
         let cases = [
-            (GOOD.replace("http://127.0.0.1:8080", "127.0.0.1:8080"), "server_url"),
-            (GOOD.replace("every_secs = 300", "every_secs = 0"), "schedule"),
-            (GOOD.replace("dir = \"/opt/ferry\"", "dir = \"/opt/app\""), "upgrader.dir"),
-            (GOOD.replace("[\"/etc/ferry/release.pub\"]", "[]"), "release_keys"),
-            (GOOD.replace("device_id = \"356938035643809\"", "device_id = \"../x\""), "device id"),
+            (
+                GOOD.replace("http://127.0.0.1:8080", "127.0.0.1:8080"),
+                "server_url",
+            ),
+            (
+                GOOD.replace("every_secs = 300", "every_secs = 0"),
+                "schedule",
+            ),
+            (
+                GOOD.replace("dir = \"/opt/ferry\"", "dir = \"/opt/app\""),
+                "upgrader.dir",
+            ),
+            (
+                GOOD.replace("[\"/etc/ferry/release.pub\"]", "[]"),
+                "release_keys",
+            ),
+            (
+                GOOD.replace("device_id = \"356938035643809\"", "device_id = \"../x\""),
+                "device id",
+            ),
             (GOOD.replace("gw-arm64", "gw arm64"), "device_type"),
         ];
         for (text, key) in cases {
-            let err = AgentConfig::from_toml_str(&text, Path::new("agent.toml")).unwrap_err().to_string();
+            let err = AgentConfig::from_toml_str(&text, Path::new("agent.toml"))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(key), "expected `{key}` in: {err}");
             assert!(err.contains("agent.toml"), "{err}");
         }
@@ -278,7 +359,9 @@ dir = "/opt/ferry"
 
     #[test]
     fn unreadable_file_names_the_path() {
-        let err = AgentConfig::from_toml_file("/nonexistent/agent.toml").unwrap_err().to_string();
+        let err = AgentConfig::from_toml_file("/nonexistent/agent.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/nonexistent/agent.toml"), "{err}");
     }
 }

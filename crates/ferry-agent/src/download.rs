@@ -56,7 +56,16 @@ pub struct DownloadPaths {
 
 /// The file names used for `target_name` inside `downloads_dir`.
 pub fn paths(downloads_dir: &Path, target_name: &str) -> DownloadPaths {
-    let safe: String = target_name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect();
+    let safe: String = target_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     let safe = safe.trim_start_matches('.').to_string();
     DownloadPaths {
         part: downloads_dir.join(format!("{safe}.part")),
@@ -93,7 +102,9 @@ pub enum DownloadError {
         reason: String,
     },
     /// Too many failed segments in this run; the download resumes next run.
-    #[error("{target}: giving up for this run after {failures} failed segment requests at {done} of {length} bytes; last error: {last}. The next run resumes from byte {done}")]
+    #[error(
+        "{target}: giving up for this run after {failures} failed segment requests at {done} of {length} bytes; last error: {last}. The next run resumes from byte {done}"
+    )]
     Deferred {
         /// Target.
         target: String,
@@ -107,7 +118,9 @@ pub enum DownloadError {
         last: String,
     },
     /// The complete file has the wrong length.
-    #[error("{path}: downloaded {found} bytes, but the signed targets metadata says {target} has {expected}; the partial file was deleted and nothing installed was changed")]
+    #[error(
+        "{path}: downloaded {found} bytes, but the signed targets metadata says {target} has {expected}; the partial file was deleted and nothing installed was changed"
+    )]
     LengthMismatch {
         /// The downloaded file.
         path: PathBuf,
@@ -119,7 +132,9 @@ pub enum DownloadError {
         found: u64,
     },
     /// The complete file has the wrong hash.
-    #[error("{path}: sha256 {found} does not match {expected} from the signed targets metadata for {target} (corrupted or tampered in transit); the partial file was deleted and nothing installed was changed")]
+    #[error(
+        "{path}: sha256 {found} does not match {expected} from the signed targets metadata for {target} (corrupted or tampered in transit); the partial file was deleted and nothing installed was changed"
+    )]
     HashMismatch {
         /// The downloaded file.
         path: PathBuf,
@@ -161,7 +176,9 @@ impl RetryPolicy {
     /// Pause before retry number `n` (1-based).
     pub fn delay(&self, n: u32) -> Duration {
         let factor = 1u32 << n.saturating_sub(1).min(16);
-        self.backoff.saturating_mul(factor).min(Duration::from_secs(30))
+        self.backoff
+            .saturating_mul(factor)
+            .min(Duration::from_secs(30))
     }
 }
 
@@ -173,14 +190,34 @@ pub fn prepare(p: &DownloadPaths, fresh: Sidecar) -> Result<Sidecar, AgentError>
     let existing: Option<Sidecar> = read_json(&p.sidecar).unwrap_or(None);
     let on_disk = std::fs::metadata(&p.part).map(|m| m.len()).unwrap_or(0);
     let mut side = match existing {
-        Some(old) if old.target == fresh.target && old.length == fresh.length && old.sha256 == fresh.sha256 => {
-            Sidecar { done: old.done.min(on_disk).min(fresh.length), url: fresh.url, offer: fresh.offer, ..old }
+        Some(old)
+            if old.target == fresh.target
+                && old.length == fresh.length
+                && old.sha256 == fresh.sha256 =>
+        {
+            Sidecar {
+                done: old.done.min(on_disk).min(fresh.length),
+                url: fresh.url,
+                offer: fresh.offer,
+                ..old
+            }
         }
-        _ => Sidecar { done: 0, etag: None, ..fresh },
+        _ => Sidecar {
+            done: 0,
+            etag: None,
+            ..fresh
+        },
     };
-    let file = OpenOptions::new().create(true).write(true).truncate(false).open(&p.part).map_err(|e| io_err(&p.part, "open download", e))?;
-    file.set_len(side.done).map_err(|e| io_err(&p.part, "truncate download to its last fsynced segment", e))?;
-    file.sync_all().map_err(|e| io_err(&p.part, "fsync download", e))?;
+    let file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(&p.part)
+        .map_err(|e| io_err(&p.part, "open download", e))?;
+    file.set_len(side.done)
+        .map_err(|e| io_err(&p.part, "truncate download to its last fsynced segment", e))?;
+    file.sync_all()
+        .map_err(|e| io_err(&p.part, "fsync download", e))?;
     if side.done == 0 {
         side.etag = None;
     }
@@ -193,15 +230,30 @@ enum SegmentFailure {
     Fatal(DownloadError),
 }
 
-async fn fetch_segment(http: &reqwest::Client, token: &str, side: &Sidecar, seg: Segment) -> Result<(Vec<u8>, Option<String>), SegmentFailure> {
+async fn fetch_segment(
+    http: &reqwest::Client,
+    token: &str,
+    side: &Sidecar,
+    seg: Segment,
+) -> Result<(Vec<u8>, Option<String>), SegmentFailure> {
     let url = &side.url;
-    let mut req = http.get(url).bearer_auth(token).header(RANGE, seg.range_header());
+    let mut req = http
+        .get(url)
+        .bearer_auth(token)
+        .header(RANGE, seg.range_header());
     if let Some(etag) = &side.etag {
         req = req.header(IF_RANGE, etag);
     }
-    let mut resp = req.send().await.map_err(|e| SegmentFailure::Retry(format!("request failed: {e}")))?;
+    let mut resp = req
+        .send()
+        .await
+        .map_err(|e| SegmentFailure::Retry(format!("request failed: {e}")))?;
     let status = resp.status();
-    let etag = resp.headers().get(ETAG).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let etag = resp
+        .headers()
+        .get(ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     match status {
         StatusCode::PARTIAL_CONTENT => {}
         StatusCode::OK => {
@@ -211,37 +263,69 @@ async fn fetch_segment(http: &reqwest::Client, token: &str, side: &Sidecar, seg:
                 side.etag.as_deref().unwrap_or("none")
             )));
         }
-        s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::REQUEST_TIMEOUT => {
-            return Err(SegmentFailure::Retry(format!("answered HTTP {}", s.as_u16())));
+        s if s.is_server_error()
+            || s == StatusCode::TOO_MANY_REQUESTS
+            || s == StatusCode::REQUEST_TIMEOUT =>
+        {
+            return Err(SegmentFailure::Retry(format!(
+                "answered HTTP {}",
+                s.as_u16()
+            )));
         }
         s => {
             let hint = match s {
                 StatusCode::NOT_FOUND => "the file service does not have this artifact".to_string(),
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => "the file service refused this device's credential".to_string(),
-                StatusCode::RANGE_NOT_SATISFIABLE => format!("the file is shorter than the {} bytes the signed metadata promises", side.length),
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    "the file service refused this device's credential".to_string()
+                }
+                StatusCode::RANGE_NOT_SATISFIABLE => format!(
+                    "the file is shorter than the {} bytes the signed metadata promises",
+                    side.length
+                ),
                 _ => "unexpected answer".to_string(),
             };
-            return Err(SegmentFailure::Fatal(DownloadError::Refused { url: url.clone(), target: side.target.clone(), status: s.as_u16(), hint }));
+            return Err(SegmentFailure::Fatal(DownloadError::Refused {
+                url: url.clone(),
+                target: side.target.clone(),
+                status: s.as_u16(),
+                hint,
+            }));
         }
     }
-    let header = resp.headers().get(CONTENT_RANGE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    check_content_range(&header, seg, side.length).map_err(|e| SegmentFailure::Retry(e.to_string()))?;
+    let header = resp
+        .headers()
+        .get(CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    check_content_range(&header, seg, side.length)
+        .map_err(|e| SegmentFailure::Retry(e.to_string()))?;
     let want = seg.len() as usize;
     let mut body = Vec::with_capacity(want);
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
                 if body.len() + chunk.len() > want {
-                    return Err(SegmentFailure::Retry(format!("sent more than the {want} bytes asked for; segment discarded")));
+                    return Err(SegmentFailure::Retry(format!(
+                        "sent more than the {want} bytes asked for; segment discarded"
+                    )));
                 }
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => break,
-            Err(e) => return Err(SegmentFailure::Retry(format!("connection dropped after {} of {want} bytes: {e}", body.len()))),
+            Err(e) => {
+                return Err(SegmentFailure::Retry(format!(
+                    "connection dropped after {} of {want} bytes: {e}",
+                    body.len()
+                )));
+            }
         }
     }
     if body.len() != want {
-        return Err(SegmentFailure::Retry(format!("segment ended after {} of {want} bytes", body.len())));
+        return Err(SegmentFailure::Retry(format!(
+            "segment ended after {} of {want} bytes",
+            body.len()
+        )));
     }
     Ok((body, etag))
 }
@@ -266,15 +350,23 @@ pub async fn fetch(
     observer: &mut dyn FetchObserver,
 ) -> Result<Finished, AgentError> {
     let chunk = chunk_size.clamp(1, MAX_SEGMENT);
-    let mut file = OpenOptions::new().write(true).open(&p.part).map_err(|e| io_err(&p.part, "open download", e))?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .open(&p.part)
+        .map_err(|e| io_err(&p.part, "open download", e))?;
     let mut failures = 0u32;
     while side.done < side.length {
-        let seg = remaining(side.length, side.done, chunk).next().expect("done < length leaves a segment");
+        let seg = remaining(side.length, side.done, chunk)
+            .next()
+            .expect("done < length leaves a segment");
         match fetch_segment(http, token, side, seg).await {
             Ok((bytes, etag)) => {
-                file.seek(SeekFrom::Start(seg.start)).map_err(|e| io_err(&p.part, "seek", e))?;
-                file.write_all(&bytes).map_err(|e| io_err(&p.part, "write segment", e))?;
-                file.sync_data().map_err(|e| io_err(&p.part, "fsync segment", e))?;
+                file.seek(SeekFrom::Start(seg.start))
+                    .map_err(|e| io_err(&p.part, "seek", e))?;
+                file.write_all(&bytes)
+                    .map_err(|e| io_err(&p.part, "write segment", e))?;
+                file.sync_data()
+                    .map_err(|e| io_err(&p.part, "fsync segment", e))?;
                 side.done = seg.end + 1;
                 if side.etag.is_none() {
                     side.etag = etag;
@@ -287,7 +379,12 @@ pub async fn fetch(
             Err(SegmentFailure::Fatal(e)) => return Err(e.into()),
             Err(SegmentFailure::Retry(reason)) => {
                 failures += 1;
-                let err = DownloadError::Segment { url: side.url.clone(), start: seg.start, end: seg.end, reason };
+                let err = DownloadError::Segment {
+                    url: side.url.clone(),
+                    start: seg.start,
+                    end: seg.end,
+                    reason,
+                };
                 observer.segment_failed(&err, failures, retry.max_failures);
                 if failures > retry.max_failures {
                     return Err(DownloadError::Deferred {
@@ -309,20 +406,33 @@ pub async fn fetch(
 /// Checks the complete part file against the signed length and hash, then renames it to
 /// `complete`. On mismatch the part file and sidecar are deleted.
 pub fn verify_and_complete(p: &DownloadPaths, side: &Sidecar) -> Result<(), AgentError> {
-    let found_len = std::fs::metadata(&p.part).map_err(|e| io_err(&p.part, "stat download", e))?.len();
+    let found_len = std::fs::metadata(&p.part)
+        .map_err(|e| io_err(&p.part, "stat download", e))?
+        .len();
     let fail = |e: DownloadError| -> AgentError {
         let _ = remove_if_exists(&p.part);
         let _ = remove_if_exists(&p.sidecar);
         e.into()
     };
     if found_len != side.length {
-        return Err(fail(DownloadError::LengthMismatch { path: p.part.clone(), target: side.target.clone(), expected: side.length, found: found_len }));
+        return Err(fail(DownloadError::LengthMismatch {
+            path: p.part.clone(),
+            target: side.target.clone(),
+            expected: side.length,
+            found: found_len,
+        }));
     }
     let (_, found_hash) = hash_prefix(&p.part, side.length)?;
     if found_hash != side.sha256 {
-        return Err(fail(DownloadError::HashMismatch { path: p.part.clone(), target: side.target.clone(), expected: side.sha256.clone(), found: found_hash }));
+        return Err(fail(DownloadError::HashMismatch {
+            path: p.part.clone(),
+            target: side.target.clone(),
+            expected: side.sha256.clone(),
+            found: found_hash,
+        }));
     }
-    std::fs::rename(&p.part, &p.complete).map_err(|e| io_err(&p.complete, "rename verified download", e))?;
+    std::fs::rename(&p.part, &p.complete)
+        .map_err(|e| io_err(&p.complete, "rename verified download", e))?;
     fsync_dir(p.complete.parent().unwrap_or(Path::new(".")))
 }
 
@@ -332,13 +442,27 @@ pub fn recheck_complete(p: &DownloadPaths) -> Result<Sidecar, AgentError> {
         path: p.sidecar.clone(),
         reason: "missing; the verified download's expected length and hash are unknown".into(),
     })?;
-    let len = std::fs::metadata(&p.complete).map_err(|e| io_err(&p.complete, "stat download", e))?.len();
+    let len = std::fs::metadata(&p.complete)
+        .map_err(|e| io_err(&p.complete, "stat download", e))?
+        .len();
     if len != side.length {
-        return Err(DownloadError::LengthMismatch { path: p.complete.clone(), target: side.target.clone(), expected: side.length, found: len }.into());
+        return Err(DownloadError::LengthMismatch {
+            path: p.complete.clone(),
+            target: side.target.clone(),
+            expected: side.length,
+            found: len,
+        }
+        .into());
     }
     let (_, hash) = hash_prefix(&p.complete, side.length)?;
     if hash != side.sha256 {
-        return Err(DownloadError::HashMismatch { path: p.complete.clone(), target: side.target.clone(), expected: side.sha256.clone(), found: hash }.into());
+        return Err(DownloadError::HashMismatch {
+            path: p.complete.clone(),
+            target: side.target.clone(),
+            expected: side.sha256.clone(),
+            found: hash,
+        }
+        .into());
     }
     Ok(side)
 }
@@ -358,7 +482,9 @@ fn hash_prefix(path: &Path, limit: u64) -> Result<(u64, String), AgentError> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut len = 0u64;
     loop {
-        let n = r.read(&mut buf).map_err(|e| io_err(path, "read download", e))?;
+        let n = r
+            .read(&mut buf)
+            .map_err(|e| io_err(path, "read download", e))?;
         if n == 0 {
             break;
         }
@@ -387,7 +513,15 @@ mod tests {
     }
 
     fn side(sha: &str, len: u64) -> Sidecar {
-        Sidecar { target: "main/1.2.0.ferry".into(), url: "http://h/files/main/1.2.0.ferry".into(), length: len, sha256: sha.into(), etag: None, done: 0, offer: offer() }
+        Sidecar {
+            target: "main/1.2.0.ferry".into(),
+            url: "http://h/files/main/1.2.0.ferry".into(),
+            length: len,
+            sha256: sha.into(),
+            etag: None,
+            done: 0,
+            offer: offer(),
+        }
     }
 
     #[test]
@@ -421,7 +555,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = paths(dir.path(), "main/1.2.0.ferry");
         std::fs::write(&p.part, b"012").unwrap();
-        write_json(&p.sidecar, &Sidecar { done: 8, ..side("abc", 10) }, 0o600).unwrap();
+        write_json(
+            &p.sidecar,
+            &Sidecar {
+                done: 8,
+                ..side("abc", 10)
+            },
+            0o600,
+        )
+        .unwrap();
         assert_eq!(prepare(&p, side("abc", 10)).unwrap().done, 3);
     }
 
@@ -430,7 +572,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = paths(dir.path(), "main/1.2.0.ferry");
         std::fs::write(&p.part, b"01234567").unwrap();
-        write_json(&p.sidecar, &Sidecar { done: 8, ..side("old", 10) }, 0o600).unwrap();
+        write_json(
+            &p.sidecar,
+            &Sidecar {
+                done: 8,
+                ..side("old", 10)
+            },
+            0o600,
+        )
+        .unwrap();
         let s = prepare(&p, side("new", 10)).unwrap();
         assert_eq!(s.done, 0);
         assert_eq!(std::fs::metadata(&p.part).unwrap().len(), 0);
@@ -443,7 +593,10 @@ mod tests {
         let s = prepare(&p, side(&"0".repeat(64), 4)).unwrap();
         std::fs::write(&p.part, b"abcd").unwrap();
         let err = verify_and_complete(&p, &s).unwrap_err().to_string();
-        assert!(err.contains(&"0".repeat(64)) && err.contains(&hex::encode(Sha256::digest(b"abcd"))), "{err}");
+        assert!(
+            err.contains(&"0".repeat(64)) && err.contains(&hex::encode(Sha256::digest(b"abcd"))),
+            "{err}"
+        );
         assert!(!p.part.exists() && !p.sidecar.exists() && !p.complete.exists());
     }
 
@@ -454,7 +607,10 @@ mod tests {
         let s = prepare(&p, side("x", 4)).unwrap();
         std::fs::write(&p.part, b"abcdef").unwrap();
         let err = verify_and_complete(&p, &s).unwrap_err().to_string();
-        assert!(err.contains("downloaded 6 bytes") && err.contains("has 4"), "{err}");
+        assert!(
+            err.contains("downloaded 6 bytes") && err.contains("has 4"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -468,9 +624,200 @@ mod tests {
         assert_eq!(recheck_complete(&p).unwrap().length, 4);
     }
 
+    /// How the fake file service misbehaves.
+    #[derive(Clone, Copy)]
+    enum Mode {
+        Good,
+        WholeFileWith200,
+        Oversized,
+        WrongRange,
+    }
+
+    /// A one-file HTTP server answering Range requests over `body` as `mode` says.
+    async fn file_server(body: Vec<u8>, mode: Mode) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/files/x.ferry", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let n = sock.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        req.extend_from_slice(&buf[..n]);
+                    }
+                    let text = String::from_utf8_lossy(&req).to_lowercase();
+                    let range = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("range: bytes="))
+                        .unwrap_or("0-0")
+                        .trim()
+                        .to_string();
+                    let (a, b) = range.split_once('-').unwrap();
+                    let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
+                    let (status, content_range, payload) = match mode {
+                        Mode::Good => (
+                            "206 Partial Content",
+                            format!("bytes {a}-{b}/{}", body.len()),
+                            body[a..=b].to_vec(),
+                        ),
+                        Mode::WholeFileWith200 => ("200 OK", String::new(), body.clone()),
+                        Mode::Oversized => {
+                            let mut p = body[a..=b].to_vec();
+                            p.extend_from_slice(b"EXTRA BYTES");
+                            (
+                                "206 Partial Content",
+                                format!("bytes {a}-{b}/{}", body.len()),
+                                p,
+                            )
+                        }
+                        Mode::WrongRange => (
+                            "206 Partial Content",
+                            format!("bytes {}-{}/{}", a + 1, b + 1, body.len()),
+                            body[a..=b].to_vec(),
+                        ),
+                    };
+                    let mut head = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nETag: \"e1\"\r\nConnection: close\r\n",
+                        payload.len()
+                    );
+                    if !content_range.is_empty() {
+                        head.push_str(&format!("Content-Range: {content_range}\r\n"));
+                    }
+                    head.push_str("\r\n");
+                    let _ = sock.write_all(head.as_bytes()).await;
+                    let _ = sock.write_all(&payload).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        url
+    }
+
+    struct Counter {
+        segments: u32,
+        failures: Vec<String>,
+    }
+
+    impl FetchObserver for Counter {
+        fn segment_done(
+            &mut self,
+            _done: u64,
+            _fetched: u64,
+        ) -> Result<ControlFlow<()>, AgentError> {
+            self.segments += 1;
+            Ok(ControlFlow::Continue(()))
+        }
+        fn segment_failed(&mut self, error: &DownloadError, _failure: u32, _allowed: u32) {
+            self.failures.push(error.to_string());
+        }
+    }
+
+    async fn fetch_from(mode: Mode) -> (Result<Finished, AgentError>, Counter, Vec<u8>, Vec<u8>) {
+        let body: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let url = file_server(body.clone(), mode).await;
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path(), "main/1.2.0.ferry");
+        let sha = hex::encode(Sha256::digest(&body));
+        let mut s = prepare(
+            &p,
+            Sidecar {
+                url,
+                ..side(&sha, body.len() as u64)
+            },
+        )
+        .unwrap();
+        let mut counter = Counter {
+            segments: 0,
+            failures: vec![],
+        };
+        let retry = RetryPolicy {
+            max_failures: 2,
+            backoff: Duration::from_millis(1),
+        };
+        let result = fetch(
+            &reqwest::Client::new(),
+            "token",
+            &p,
+            &mut s,
+            4096,
+            retry,
+            &mut counter,
+        )
+        .await;
+        let on_disk = std::fs::read(&p.part).unwrap_or_default();
+        (result, counter, on_disk, body)
+    }
+
+    #[tokio::test]
+    async fn fetches_every_segment_in_order() {
+        let (result, counter, on_disk, body) = fetch_from(Mode::Good).await;
+        assert_eq!(result.unwrap(), Finished::AllBytes);
+        assert_eq!(counter.segments, 3);
+        assert_eq!(on_disk, body);
+    }
+
+    #[tokio::test]
+    async fn a_200_instead_of_206_aborts_the_segment() {
+        let (result, counter, on_disk, _) = fetch_from(Mode::WholeFileWith200).await;
+        let err = result.unwrap_err();
+        assert!(
+            matches!(&err, AgentError::Download(e) if e.is_deferred()),
+            "{err}"
+        );
+        assert_eq!(counter.segments, 0);
+        assert!(
+            counter.failures[0].contains("200"),
+            "{:?}",
+            counter.failures
+        );
+        assert!(
+            on_disk.is_empty(),
+            "nothing of the whole-file answer was written"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_segment_is_discarded_and_never_written() {
+        let (result, counter, on_disk, _) = fetch_from(Mode::Oversized).await;
+        assert!(result.is_err());
+        assert!(
+            counter
+                .failures
+                .iter()
+                .all(|f| f.contains("more than the 4096 bytes")),
+            "{:?}",
+            counter.failures
+        );
+        assert!(on_disk.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_segment_for_the_wrong_range_is_discarded() {
+        let (result, counter, on_disk, _) = fetch_from(Mode::WrongRange).await;
+        assert!(result.is_err());
+        assert!(
+            counter.failures[0].contains("expected 0-4095/10000"),
+            "{:?}",
+            counter.failures
+        );
+        assert!(on_disk.is_empty());
+    }
+
     #[test]
     fn backoff_doubles_and_is_capped() {
-        let r = RetryPolicy { max_failures: 5, backoff: Duration::from_millis(100) };
+        let r = RetryPolicy {
+            max_failures: 5,
+            backoff: Duration::from_millis(100),
+        };
         assert_eq!(r.delay(1), Duration::from_millis(100));
         assert_eq!(r.delay(3), Duration::from_millis(400));
         assert_eq!(r.delay(40), Duration::from_secs(30));

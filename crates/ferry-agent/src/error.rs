@@ -67,7 +67,9 @@ pub enum AgentError {
     #[error(transparent)]
     Illegal(#[from] IllegalStep),
     /// The progress callback asked to stop; the download resumes from the bytes on disk next run.
-    #[error("device {device}: download of {component} {version} stopped by the caller at {done} of {total} bytes; the next run resumes from there")]
+    #[error(
+        "device {device}: download of {component} {version} stopped by the caller at {done} of {total} bytes; the next run resumes from there"
+    )]
     Interrupted {
         /// This device.
         device: String,
@@ -81,7 +83,9 @@ pub enum AgentError {
         total: u64,
     },
     /// The state observer stopped the run right after this state was persisted.
-    #[error("run stopped by the caller right after install state `{state}` was persisted; the next run carries on from there")]
+    #[error(
+        "run stopped by the caller right after install state `{state}` was persisted; the next run carries on from there"
+    )]
     Stopped {
         /// Name of the state persisted last.
         state: &'static str,
@@ -131,7 +135,9 @@ pub enum AgentError {
         reason: String,
     },
     /// Another install is in progress; finish it first.
-    #[error("{component}: an update to {version} is in progress (state {state}); run `ferry agent --once` to finish it first")]
+    #[error(
+        "{component}: an update to {version} is in progress (state {state}); run `ferry agent --once` to finish it first"
+    )]
     Busy {
         /// Component of the update in progress.
         component: Component,
@@ -153,7 +159,11 @@ pub enum AgentError {
 
 /// Shorthand for an [`AgentError::Io`].
 pub fn io_err(path: &Path, op: &'static str, source: std::io::Error) -> AgentError {
-    AgentError::Io { path: path.to_path_buf(), op, source }
+    AgentError::Io {
+        path: path.to_path_buf(),
+        op,
+        source,
+    }
 }
 
 /// Result with [`AgentError`].

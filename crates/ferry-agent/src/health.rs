@@ -30,7 +30,11 @@ pub struct CommandOutcome {
 impl CommandOutcome {
     /// One line for logs and reports: status plus output.
     pub fn describe(&self) -> String {
-        if self.output.trim().is_empty() { self.status.clone() } else { format!("{}; output: {}", self.status, self.output.trim()) }
+        if self.output.trim().is_empty() {
+            self.status.clone()
+        } else {
+            format!("{}; output: {}", self.status, self.output.trim())
+        }
     }
 }
 
@@ -47,7 +51,9 @@ fn tail(text: &str, max_lines: usize, max_chars: usize) -> String {
     let joined = lines[lines.len().saturating_sub(max_lines)..].join(" | ");
     if joined.len() > max_chars {
         let cut = joined.len() - max_chars;
-        let start = (cut..joined.len()).find(|&i| joined.is_char_boundary(i)).unwrap_or(joined.len());
+        let start = (cut..joined.len())
+            .find(|&i| joined.is_char_boundary(i))
+            .unwrap_or(joined.len());
         format!("…{}", &joined[start..])
     } else {
         joined
@@ -57,9 +63,18 @@ fn tail(text: &str, max_lines: usize, max_chars: usize) -> String {
 /// Runs `sh -c cmd` in `cwd` with a time limit; output goes to `output_file` (then read back).
 ///
 /// The command runs in its own process group, which is killed when the limit is reached.
-pub async fn run(cmd: &str, cwd: &Path, env: &CommandEnv, timeout: Duration, output_file: &Path) -> Result<CommandOutcome, AgentError> {
-    let out = std::fs::File::create(output_file).map_err(|e| io_err(output_file, "create command output file", e))?;
-    let err = out.try_clone().map_err(|e| io_err(output_file, "open command output file", e))?;
+pub async fn run(
+    cmd: &str,
+    cwd: &Path,
+    env: &CommandEnv,
+    timeout: Duration,
+    output_file: &Path,
+) -> Result<CommandOutcome, AgentError> {
+    let out = std::fs::File::create(output_file)
+        .map_err(|e| io_err(output_file, "create command output file", e))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| io_err(output_file, "open command output file", e))?;
     let mut command = tokio::process::Command::new("sh");
     command
         .arg("-c")
@@ -90,8 +105,16 @@ pub async fn run(cmd: &str, cwd: &Path, env: &CommandEnv, timeout: Duration, out
     let text = std::fs::read_to_string(output_file).unwrap_or_default();
     let output = tail(&text, 20, 2000);
     Ok(match status {
-        Some(s) => CommandOutcome { success: s.success(), status: describe_status(s), output },
-        None => CommandOutcome { success: false, status: format!("timed out after {} s", timeout.as_secs_f32()), output },
+        Some(s) => CommandOutcome {
+            success: s.success(),
+            status: describe_status(s),
+            output,
+        },
+        None => CommandOutcome {
+            success: false,
+            status: format!("timed out after {} s", timeout.as_secs_f32()),
+            output,
+        },
     })
 }
 
@@ -112,9 +135,20 @@ impl Started {
 ///
 /// Its output is appended to `log`. The agent does not wait for it: a start command may
 /// daemonize and exit, or run in the foreground for as long as the program runs.
-pub fn start_detached(cmd: &str, cwd: &Path, env: &CommandEnv, log: &Path) -> Result<Started, AgentError> {
-    let out = OpenOptions::new().create(true).append(true).open(log).map_err(|e| io_err(log, "open program log", e))?;
-    let err = out.try_clone().map_err(|e| io_err(log, "open program log", e))?;
+pub fn start_detached(
+    cmd: &str,
+    cwd: &Path,
+    env: &CommandEnv,
+    log: &Path,
+) -> Result<Started, AgentError> {
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| io_err(log, "open program log", e))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| io_err(log, "open program log", e))?;
     let mut command = std::process::Command::new("sh");
     command
         .arg("-c")
@@ -133,7 +167,9 @@ pub fn start_detached(cmd: &str, cwd: &Path, env: &CommandEnv, log: &Path) -> Re
             Ok(())
         });
     }
-    let mut child = command.spawn().map_err(|e| io_err(cwd, "start program", e))?;
+    let mut child = command
+        .spawn()
+        .map_err(|e| io_err(cwd, "start program", e))?;
     let started = Started::default();
     let exit = started.exit.clone();
     std::thread::spawn(move || {
@@ -161,7 +197,13 @@ pub struct HealthPolicy {
 }
 
 /// Runs the health check up to `tries` times; `Err` carries the last try's status and output.
-pub async fn check(policy: &HealthPolicy, cwd: &Path, env: &CommandEnv, started: Option<&Started>, output_file: &Path) -> Result<Result<(), String>, AgentError> {
+pub async fn check(
+    policy: &HealthPolicy,
+    cwd: &Path,
+    env: &CommandEnv,
+    started: Option<&Started>,
+    output_file: &Path,
+) -> Result<Result<(), String>, AgentError> {
     let tries = policy.tries.max(1);
     let mut last = String::new();
     for attempt in 1..=tries {
@@ -173,9 +215,15 @@ pub async fn check(policy: &HealthPolicy, cwd: &Path, env: &CommandEnv, started:
             return Ok(Ok(()));
         }
         last = outcome.describe();
-        tracing::warn!("health check `{}` try {attempt}/{tries} failed: {last}", policy.command);
+        tracing::warn!(
+            "health check `{}` try {attempt}/{tries} failed: {last}",
+            policy.command
+        );
     }
-    let mut reason = format!("health check `{}` failed {tries} time(s): {last}", policy.command);
+    let mut reason = format!(
+        "health check `{}` failed {tries} time(s): {last}",
+        policy.command
+    );
     if let Some(exit) = started.and_then(Started::failed_exit) {
         reason.push_str(&format!("; the start command ended with {exit}"));
     }
@@ -194,7 +242,15 @@ mod tests {
     #[tokio::test]
     async fn reports_status_and_output_of_a_failing_command() {
         let dir = tempfile::tempdir().unwrap();
-        let o = run("echo broken >&2; exit 3", dir.path(), &CommandEnv::default(), Duration::from_secs(5), &dir.path().join("o")).await.unwrap();
+        let o = run(
+            "echo broken >&2; exit 3",
+            dir.path(),
+            &CommandEnv::default(),
+            Duration::from_secs(5),
+            &dir.path().join("o"),
+        )
+        .await
+        .unwrap();
         assert!(!o.success);
         assert_eq!(o.status, "exit status 3");
         assert!(o.describe().contains("broken"));
@@ -204,7 +260,15 @@ mod tests {
     async fn kills_a_command_that_exceeds_its_time_limit() {
         let dir = tempfile::tempdir().unwrap();
         let t = std::time::Instant::now();
-        let o = run("sleep 30", dir.path(), &CommandEnv::default(), Duration::from_millis(300), &dir.path().join("o")).await.unwrap();
+        let o = run(
+            "sleep 30",
+            dir.path(),
+            &CommandEnv::default(),
+            Duration::from_millis(300),
+            &dir.path().join("o"),
+        )
+        .await
+        .unwrap();
         assert!(!o.success);
         assert!(o.status.contains("timed out"), "{}", o.status);
         assert!(t.elapsed() < Duration::from_secs(10));
@@ -213,8 +277,18 @@ mod tests {
     #[tokio::test]
     async fn passes_the_environment_and_runs_in_cwd() {
         let dir = tempfile::tempdir().unwrap();
-        let env = CommandEnv { vars: vec![("FERRY_VERSION".into(), "1.2.3".into())] };
-        let o = run("test \"$FERRY_VERSION\" = 1.2.3 && test -f marker", dir.path(), &env, Duration::from_secs(5), &dir.path().join("marker")).await.unwrap();
+        let env = CommandEnv {
+            vars: vec![("FERRY_VERSION".into(), "1.2.3".into())],
+        };
+        let o = run(
+            "test \"$FERRY_VERSION\" = 1.2.3 && test -f marker",
+            dir.path(),
+            &env,
+            Duration::from_secs(5),
+            &dir.path().join("marker"),
+        )
+        .await
+        .unwrap();
         assert!(o.success, "{o:?}");
     }
 
@@ -222,21 +296,53 @@ mod tests {
     async fn health_check_retries_until_it_passes() {
         let dir = tempfile::tempdir().unwrap();
         let policy = HealthPolicy {
-            command: "n=$(cat count 2>/dev/null || echo 0); echo $((n+1)) > count; [ $n -ge 2 ]".into(),
+            command: "n=$(cat count 2>/dev/null || echo 0); echo $((n+1)) > count; [ $n -ge 2 ]"
+                .into(),
             timeout: Duration::from_secs(5),
             tries: 3,
             interval: Duration::from_millis(10),
         };
-        check(&policy, dir.path(), &CommandEnv::default(), None, &dir.path().join("o")).await.unwrap().unwrap();
-        let policy = HealthPolicy { tries: 2, command: "echo not-ready; exit 1".into(), ..policy };
-        let why = check(&policy, dir.path(), &CommandEnv::default(), None, &dir.path().join("o")).await.unwrap().unwrap_err();
-        assert!(why.contains("2 time(s)") && why.contains("not-ready"), "{why}");
+        check(
+            &policy,
+            dir.path(),
+            &CommandEnv::default(),
+            None,
+            &dir.path().join("o"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let policy = HealthPolicy {
+            tries: 2,
+            command: "echo not-ready; exit 1".into(),
+            ..policy
+        };
+        let why = check(
+            &policy,
+            dir.path(),
+            &CommandEnv::default(),
+            None,
+            &dir.path().join("o"),
+        )
+        .await
+        .unwrap()
+        .unwrap_err();
+        assert!(
+            why.contains("2 time(s)") && why.contains("not-ready"),
+            "{why}"
+        );
     }
 
     #[tokio::test]
     async fn started_program_runs_in_its_own_session() {
         let dir = tempfile::tempdir().unwrap();
-        start_detached("cut -d' ' -f6 /proc/$$/stat > sid.tmp; mv sid.tmp sid; echo $$ > pid", dir.path(), &CommandEnv::default(), &dir.path().join("log")).unwrap();
+        start_detached(
+            "cut -d' ' -f6 /proc/$$/stat > sid.tmp; mv sid.tmp sid; echo $$ > pid",
+            dir.path(),
+            &CommandEnv::default(),
+            &dir.path().join("log"),
+        )
+        .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while !dir.path().join("pid").exists() && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -244,7 +350,11 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let sid = std::fs::read_to_string(dir.path().join("sid")).unwrap();
         let pid = std::fs::read_to_string(dir.path().join("pid")).unwrap();
-        assert_eq!(sid.trim(), pid.trim(), "the start command must lead its own session");
+        assert_eq!(
+            sid.trim(),
+            pid.trim(),
+            "the start command must lead its own session"
+        );
         // SAFETY: getsid(0) only reads this process's session id.
         let ours = unsafe { libc::getsid(0) };
         assert_ne!(pid.trim().parse::<i32>().unwrap(), ours);

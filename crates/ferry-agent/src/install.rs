@@ -21,12 +21,25 @@ use std::time::Duration;
 
 impl Agent {
     fn main_env(&self, v: &Version) -> CommandEnv {
+        self.release_env(Component::Main, v)
+    }
+
+    fn release_env(&self, component: Component, v: &Version) -> CommandEnv {
         CommandEnv {
             vars: vec![
-                ("FERRY_COMPONENT".into(), "main".into()),
+                ("FERRY_COMPONENT".into(), component.to_string()),
                 ("FERRY_VERSION".into(), v.to_string()),
-                ("FERRY_RELEASE_DIR".into(), self.main.release_dir(v).to_string_lossy().into_owned()),
-                ("FERRY_STATE_DIR".into(), self.store.dir().to_string_lossy().into_owned()),
+                (
+                    "FERRY_RELEASE_DIR".into(),
+                    self.slot(component)
+                        .release_dir(v)
+                        .to_string_lossy()
+                        .into_owned(),
+                ),
+                (
+                    "FERRY_STATE_DIR".into(),
+                    self.store.dir().to_string_lossy().into_owned(),
+                ),
             ],
         }
     }
@@ -42,14 +55,26 @@ impl Agent {
 
     /// Stops whatever main-program release is active (a failing stop is logged, not fatal).
     async fn stop_main(&self) -> Result<()> {
-        let Some(v) = self.main.current_version().ok().flatten() else { return Ok(()) };
+        let Some(v) = self.main.current_version().ok().flatten() else {
+            return Ok(());
+        };
         let out = health::output_file(self.store.dir());
         let timeout = Duration::from_secs(self.config.main.health_timeout_secs);
-        let o = health::run(&self.config.main.stop, &self.main.working_dir(), &self.main_env(&v), timeout, &out).await?;
+        let o = health::run(
+            &self.config.main.stop,
+            &self.main.working_dir(),
+            &self.main_env(&v),
+            timeout,
+            &out,
+        )
+        .await?;
         if o.success {
             self.store.log(&format!("stopped main {v}"));
         } else {
-            self.store.log(&format!("stop command of main {v} failed ({}); going on", o.describe()));
+            self.store.log(&format!(
+                "stop command of main {v} failed ({}); going on",
+                o.describe()
+            ));
         }
         Ok(())
     }
@@ -57,15 +82,66 @@ impl Agent {
     /// Starts the active main-program release and runs its health check.
     async fn start_and_check_main(&self, v: &Version) -> Result<Result<(), String>> {
         let env = self.main_env(v);
-        let started = health::start_detached(&self.config.main.start, &self.main.working_dir(), &env, &self.store.main_log_path())?;
+        let started = health::start_detached(
+            &self.config.main.start,
+            &self.main.working_dir(),
+            &env,
+            &self.store.main_log_path(),
+        )?;
         self.store.log(&format!("started main {v}"));
         let out = health::output_file(self.store.dir());
-        let verdict = health::check(&self.health_policy(), &self.main.working_dir(), &env, Some(&started), &out).await?;
+        let verdict = health::check(
+            &self.health_policy(),
+            &self.main.working_dir(),
+            &env,
+            Some(&started),
+            &out,
+        )
+        .await?;
         match &verdict {
             Ok(()) => self.store.log(&format!("main {v} is healthy")),
             Err(why) => self.store.log(&format!("main {v} is unhealthy: {why}")),
         }
         Ok(verdict)
+    }
+
+    /// Runs a release's install hook (`which` names it in logs); `Ok(Err(reason))` when it fails.
+    async fn run_hook(
+        &self,
+        slot: &Slot,
+        p: &Pending,
+        which: &str,
+        hook: Option<String>,
+    ) -> Result<Result<(), String>> {
+        let Some(hook) = hook else { return Ok(Ok(())) };
+        let dir = slot.release_dir(&p.to_version);
+        let mut env = self.release_env(p.component, &p.to_version);
+        env.vars
+            .push(("FERRY_PREVIOUS_VERSION".into(), p.from_version.to_string()));
+        let quoted = format!("'{}'", hook.replace('\'', r"'\''"));
+        let timeout = Duration::from_secs(self.config.main.health_timeout_secs);
+        let o = health::run(
+            &format!("exec ./{quoted}"),
+            &dir,
+            &env,
+            timeout,
+            &health::output_file(self.store.dir()),
+        )
+        .await?;
+        if o.success {
+            self.store.log(&format!(
+                "{which} hook {hook} of {} {} passed",
+                p.component, p.to_version
+            ));
+            Ok(Ok(()))
+        } else {
+            Ok(Err(format!(
+                "{which} hook {hook} of {} {} failed: {}",
+                p.component,
+                p.to_version,
+                o.describe()
+            )))
+        }
     }
 
     /// Makes sure `releases/<to>` is complete and intact, reinstalling it from the verified
@@ -74,7 +150,10 @@ impl Agent {
         if slot.verify_release(&p.to_version).is_ok() {
             return Ok(());
         }
-        self.store.log(&format!("releases/{} is missing or damaged; reinstalling it from the verified artifact", p.to_version));
+        self.store.log(&format!(
+            "releases/{} is missing or damaged; reinstalling it from the verified artifact",
+            p.to_version
+        ));
         let paths = self.download_paths(p);
         download::recheck_complete(&paths)?;
         slot.install(&paths.complete, &self.keys, &p.to_version)?;
@@ -98,17 +177,27 @@ impl Agent {
         let slot = self.slot(p.component).clone();
         match slot.current_version()? {
             None => {
-                self.store.log(&format!("{} has no active release; nothing to back up", p.component));
+                self.store.log(&format!(
+                    "{} has no active release; nothing to back up",
+                    p.component
+                ));
                 Ok(())
             }
             Some(cur) if cur != p.from_version => Err(AgentError::Slot {
                 dir: slot.root().to_path_buf(),
-                reason: format!("the active release changed from {} to {cur} while the update was in progress; abandoning it", p.from_version),
+                reason: format!(
+                    "the active release changed from {} to {cur} while the update was in progress; abandoning it",
+                    p.from_version
+                ),
             }),
             Some(cur) => {
                 let out = backup::backup_path(&self.store.backups_dir(), p.component, &cur);
                 let size = backup::create(&slot.release_dir(&cur), &out)?;
-                self.store.log(&format!("backed up {} {cur} to {} ({size} bytes)", p.component, out.display()));
+                self.store.log(&format!(
+                    "backed up {} {cur} to {} ({size} bytes)",
+                    p.component,
+                    out.display()
+                ));
                 if self.config.upload_backups {
                     self.upload_backup(p.component, &cur, &out).await;
                 }
@@ -119,13 +208,21 @@ impl Agent {
 
     async fn upload_backup(&mut self, component: Component, version: &Version, path: &Path) {
         let result = match (std::fs::read(path), self.token().await) {
-            (Ok(bytes), Ok(token)) => self.api.upload_backup(&token, component, version, bytes).await,
+            (Ok(bytes), Ok(token)) => {
+                self.api
+                    .upload_backup(&token, component, version, bytes)
+                    .await
+            }
             (Err(e), _) => Err(crate::error::io_err(path, "read backup", e)),
             (_, Err(e)) => Err(e),
         };
         match result {
-            Ok(()) => self.store.log(&format!("uploaded the backup of {component} {version} to the server")),
-            Err(e) => self.store.log(&format!("backup upload failed (the local backup is kept): {e}")),
+            Ok(()) => self.store.log(&format!(
+                "uploaded the backup of {component} {version} to the server"
+            )),
+            Err(e) => self.store.log(&format!(
+                "backup upload failed (the local backup is kept): {e}"
+            )),
         }
     }
 
@@ -148,14 +245,32 @@ impl Agent {
         download::recheck_complete(&paths)?;
         let slot = self.slot(p.component).clone();
         slot.install(&paths.complete, &self.keys, &p.to_version)?;
-        self.store.log(&format!("unpacked {} {} into {}", p.component, p.to_version, slot.release_dir(&p.to_version).display()));
+        self.store.log(&format!(
+            "unpacked {} {} into {}",
+            p.component,
+            p.to_version,
+            slot.release_dir(&p.to_version).display()
+        ));
+        let hook = slot.manifest(&p.to_version)?.hooks.pre_install;
+        self.run_hook(&slot, p, "pre-install", hook)
+            .await?
+            .map_err(|reason| AgentError::Unhealthy {
+                component: p.component,
+                version: p.to_version.clone(),
+                reason,
+            })?;
         if p.component == Component::Agent {
             let binary = selfupdate::binary_of(&slot, &p.to_version);
             let timeout = Duration::from_secs(self.config.upgrader.self_test_timeout_secs);
             selfupdate::trial_run(&binary, timeout, &health::output_file(self.store.dir()))
                 .await?
-                .map_err(|reason| AgentError::Unhealthy { component: p.component, version: p.to_version.clone(), reason })?;
-            self.store.log(&format!("trial run of agent {} passed", p.to_version));
+                .map_err(|reason| AgentError::Unhealthy {
+                    component: p.component,
+                    version: p.to_version.clone(),
+                    reason,
+                })?;
+            self.store
+                .log(&format!("trial run of agent {} passed", p.to_version));
         }
         Ok(())
     }
@@ -192,7 +307,12 @@ impl Agent {
         self.ensure_release(&slot, p)?;
         self.stop_main().await?;
         slot.switch_to(&p.to_version)?;
-        self.store.log(&format!("switched main to {}", p.to_version));
+        self.store
+            .log(&format!("switched main to {}", p.to_version));
+        let hook = slot.manifest(&p.to_version)?.hooks.post_install;
+        if let Err(why) = self.run_hook(&slot, p, "post-install", hook).await? {
+            return Ok(Err(why));
+        }
         self.start_and_check_main(&p.to_version).await
     }
 
@@ -202,17 +322,20 @@ impl Agent {
             self.ensure_release(&slot, p)?;
             slot.switch_to(&p.to_version)?;
             track.switched_here = true;
-            self.store.log(&format!("switched agent to {}", p.to_version));
+            self.store
+                .log(&format!("switched agent to {}", p.to_version));
         }
         let stale = matches!(selfupdate::running_release(&slot), Some(v) if v != p.to_version);
         if track.switched_here || stale {
             let binary = selfupdate::current_binary(&slot);
-            self.store.log(&format!("handing over to {}", binary.display()));
+            self.store
+                .log(&format!("handing over to {}", binary.display()));
             if let Err(e) = (self.restart)(&binary) {
                 return Ok(Err(format!("the new agent could not be started: {e}")));
             }
         }
-        self.store.log(&format!("agent {} is running", p.to_version));
+        self.store
+            .log(&format!("agent {} is running", p.to_version));
         Ok(Ok(()))
     }
 
@@ -229,21 +352,31 @@ impl Agent {
             if tar.exists() {
                 backup::restore(&tar, &slot.release_dir(from))?;
                 slot.verify_release(from)?;
-                self.store.log(&format!("restored {} {from} from {}", p.component, tar.display()));
+                self.store.log(&format!(
+                    "restored {} {from} from {}",
+                    p.component,
+                    tar.display()
+                ));
                 have_old = true;
             }
         }
         if have_old {
             slot.switch_to(from)?;
-            self.store.log(&format!("switched {} back to {from}", p.component));
+            self.store
+                .log(&format!("switched {} back to {from}", p.component));
             if p.component == Component::Main
                 && let Err(why) = self.start_and_check_main(from).await?
             {
-                self.store.log(&format!("warning: the restored main {from} is unhealthy too: {why}"));
+                self.store.log(&format!(
+                    "warning: the restored main {from} is unhealthy too: {why}"
+                ));
             }
         } else {
             slot.clear_current()?;
-            self.store.log(&format!("{} had no release before this update; none is active now", p.component));
+            self.store.log(&format!(
+                "{} had no release before this update; none is active now",
+                p.component
+            ));
         }
         self.advance(Event::RollbackDone)?;
         Ok(())
@@ -258,17 +391,39 @@ impl Agent {
     pub async fn bootstrap(&mut self, component: Component, artifact: &Path) -> Result<Version> {
         if let Some(p) = self.store.load_install()?.pending().cloned() {
             let state = self.store.load_install()?.name();
-            return Err(AgentError::Busy { component: p.component, version: p.to_version, state });
+            return Err(AgentError::Busy {
+                component: p.component,
+                version: p.to_version,
+                state,
+            });
         }
-        let manifest = ferry_artifact::artifact::verify(artifact, &self.keys)
-            .map_err(|e| AgentError::Artifact { path: artifact.to_path_buf(), reason: e.to_string() })?;
+        let manifest = ferry_artifact::artifact::verify(artifact, &self.keys).map_err(|e| {
+            AgentError::Artifact {
+                path: artifact.to_path_buf(),
+                reason: e.to_string(),
+            }
+        })?;
         let v = manifest.version.clone();
-        let wrong = |reason: String| AgentError::Artifact { path: artifact.to_path_buf(), reason };
+        let wrong = |reason: String| AgentError::Artifact {
+            path: artifact.to_path_buf(),
+            reason,
+        };
         if manifest.component != component {
-            return Err(wrong(format!("holds {} {v}, not a {component} release", manifest.component)));
+            return Err(wrong(format!(
+                "holds {} {v}, not a {component} release",
+                manifest.component
+            )));
         }
-        if !manifest.device_types.is_empty() && !manifest.device_types.iter().any(|t| t == &self.config.device_type) {
-            return Err(wrong(format!("is built for device types {:?}, not {}", manifest.device_types, self.config.device_type)));
+        if !manifest.device_types.is_empty()
+            && !manifest
+                .device_types
+                .iter()
+                .any(|t| t == &self.config.device_type)
+        {
+            return Err(wrong(format!(
+                "is built for device types {:?}, not {}",
+                manifest.device_types, self.config.device_type
+            )));
         }
         let slot = self.slot(component).clone();
         let current = slot.current_version()?;
@@ -288,9 +443,19 @@ impl Agent {
         match component {
             Component::Agent => {
                 let timeout = Duration::from_secs(self.config.upgrader.self_test_timeout_secs);
-                if let Err(reason) = selfupdate::trial_run(&selfupdate::binary_of(&slot, &v), timeout, &health::output_file(self.store.dir())).await? {
+                if let Err(reason) = selfupdate::trial_run(
+                    &selfupdate::binary_of(&slot, &v),
+                    timeout,
+                    &health::output_file(self.store.dir()),
+                )
+                .await?
+                {
                     remove_dir_if_exists(&slot.release_dir(&v))?;
-                    return Err(AgentError::Unhealthy { component, version: v, reason });
+                    return Err(AgentError::Unhealthy {
+                        component,
+                        version: v,
+                        reason,
+                    });
                 }
                 slot.switch_to(&v)?;
             }
@@ -307,7 +472,11 @@ impl Agent {
                         None => slot.clear_current()?,
                     }
                     remove_dir_if_exists(&slot.release_dir(&v))?;
-                    return Err(AgentError::Unhealthy { component, version: v, reason });
+                    return Err(AgentError::Unhealthy {
+                        component,
+                        version: v,
+                        reason,
+                    });
                 }
             }
         }

@@ -44,17 +44,28 @@ pub use selfupdate::{RestartHook, exec_current};
 /// A new agent release is trial-run this way before the device switches to it.
 pub fn self_test() -> Result<(), AgentError> {
     let state: ferry_core::install::InstallState = serde_json::from_str(r#"{"state":"idle"}"#)
-        .map_err(|e| AgentError::CorruptState { path: "<self-test>".into(), reason: e.to_string() })?;
+        .map_err(|e| AgentError::CorruptState {
+            path: "<self-test>".into(),
+            reason: e.to_string(),
+        })?;
     if state != ferry_core::install::InstallState::Idle {
-        return Err(AgentError::CorruptState { path: "<self-test>".into(), reason: "install state does not round-trip".into() });
+        return Err(AgentError::CorruptState {
+            path: "<self-test>".into(),
+            reason: "install state does not round-trip".into(),
+        });
     }
     reqwest::Client::builder()
         .build()
-        .map_err(|e| AgentError::Http { device: "<self-test>".into(), url: String::new(), reason: format!("cannot build an HTTP client: {e}") })?;
+        .map_err(|e| AgentError::Http {
+            device: "<self-test>".into(),
+            url: String::new(),
+            reason: format!("cannot build an HTTP client: {e}"),
+        })?;
     let dir = std::env::temp_dir().join(format!("ferry-self-test-{}", std::process::id()));
     state::ensure_dir(&dir)?;
     let probe = dir.join("probe.json");
-    let result = state::write_atomic(&probe, b"{}", 0o600).and_then(|()| state::read_json::<serde_json::Value>(&probe).map(|_| ()));
+    let result = state::write_atomic(&probe, b"{}", 0o600)
+        .and_then(|()| state::read_json::<serde_json::Value>(&probe).map(|_| ()));
     let _ = std::fs::remove_dir_all(&dir);
     result
 }

@@ -10,11 +10,21 @@ use std::fmt;
 pub const LOG_TAIL_LINES: usize = 40;
 
 /// The report owed for a final install state (`Confirmed`, `RolledBack`, `Failed`).
-pub fn build(device: &DeviceId, state: &InstallState, log_tail: Vec<String>) -> Option<UpgradeReport> {
+pub fn build(
+    device: &DeviceId,
+    state: &InstallState,
+    log_tail: Vec<String>,
+) -> Option<UpgradeReport> {
     let (pending, outcome, reason, rolled_back) = match state {
-        InstallState::Confirmed { pending } => {
-            (pending, Outcome::Success, format!("{} {} installed and healthy", pending.component, pending.to_version), false)
-        }
+        InstallState::Confirmed { pending } => (
+            pending,
+            Outcome::Success,
+            format!(
+                "{} {} installed and healthy",
+                pending.component, pending.to_version
+            ),
+            false,
+        ),
         InstallState::RolledBack { pending, why } => (pending, Outcome::Failure, why.clone(), true),
         InstallState::Failed { pending, why } => (pending, Outcome::Failure, why.clone(), false),
         _ => return None,
@@ -93,7 +103,9 @@ pub struct RunSummary {
 impl RunSummary {
     /// Whether every attempt of this run succeeded.
     pub fn all_succeeded(&self) -> bool {
-        self.attempts.iter().all(|a| a.outcome == AttemptOutcome::Success)
+        self.attempts
+            .iter()
+            .all(|a| a.outcome == AttemptOutcome::Success)
     }
 }
 
@@ -101,16 +113,26 @@ impl RunSummary {
 pub fn describe_nothing_new(reason: &NothingNewReason) -> String {
     match reason {
         NothingNewReason::UpToDate => "nothing new: up to date".into(),
-        NothingNewReason::Blacklisted { component, version } => format!("nothing new: {component} {version} is blacklisted for this device"),
-        NothingNewReason::NotLiveYet { go_live } => format!("nothing new: the next release goes live at {go_live} (Unix ms)"),
-        NothingNewReason::NoReleaseForDeviceType => "nothing new: no release for this device type".into(),
+        NothingNewReason::Blacklisted { component, version } => {
+            format!("nothing new: {component} {version} is blacklisted for this device")
+        }
+        NothingNewReason::NotLiveYet { go_live } => {
+            format!("nothing new: the next release goes live at {go_live} (Unix ms)")
+        }
+        NothingNewReason::NoReleaseForDeviceType => {
+            "nothing new: no release for this device type".into()
+        }
     }
 }
 
 impl fmt::Display for RunSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for a in &self.attempts {
-            write!(f, "{} {} -> {}: {} ({})", a.component, a.from, a.to, a.outcome, a.reason)?;
+            write!(
+                f,
+                "{} {} -> {}: {} ({})",
+                a.component, a.from, a.to, a.outcome, a.reason
+            )?;
             write!(f, "; {} bytes downloaded", a.bytes_downloaded)?;
             if a.resumed {
                 write!(f, ", resumed")?;
@@ -118,7 +140,8 @@ impl fmt::Display for RunSummary {
             if a.rolled_back {
                 write!(f, ", rolled back")?;
             }
-            if !a.reported && matches!(a.outcome, AttemptOutcome::Success | AttemptOutcome::Failure) {
+            if !a.reported && matches!(a.outcome, AttemptOutcome::Success | AttemptOutcome::Failure)
+            {
                 write!(f, ", report pending")?;
             }
             writeln!(f)?;
@@ -148,7 +171,10 @@ mod tests {
     #[test]
     fn rolled_back_state_reports_failure_with_reason_and_flag() {
         let d = DeviceId::new("d1").unwrap();
-        let s = InstallState::RolledBack { pending: pending(), why: "health check failed: exit 1".into() };
+        let s = InstallState::RolledBack {
+            pending: pending(),
+            why: "health check failed: exit 1".into(),
+        };
         let r = build(&d, &s, vec!["l1".into()]).unwrap();
         assert_eq!(r.outcome, Outcome::Failure);
         assert!(r.rolled_back);
@@ -161,7 +187,12 @@ mod tests {
     fn only_final_states_owe_a_report() {
         let d = DeviceId::new("d1").unwrap();
         assert!(build(&d, &InstallState::Switched { pending: pending() }, vec![]).is_none());
-        assert_eq!(build(&d, &InstallState::Confirmed { pending: pending() }, vec![]).unwrap().outcome, Outcome::Success);
+        assert_eq!(
+            build(&d, &InstallState::Confirmed { pending: pending() }, vec![])
+                .unwrap()
+                .outcome,
+            Outcome::Success
+        );
     }
 
     #[test]
@@ -182,7 +213,12 @@ mod tests {
             nothing_new: Some(NothingNewReason::UpToDate),
         };
         let text = s.to_string();
-        assert!(text.contains("main 1.0.0 -> 1.1.0: failure (bad)") && text.contains("rolled back") && text.contains("up to date"), "{text}");
+        assert!(
+            text.contains("main 1.0.0 -> 1.1.0: failure (bad)")
+                && text.contains("rolled back")
+                && text.contains("up to date"),
+            "{text}"
+        );
         assert!(!s.all_succeeded());
     }
 }

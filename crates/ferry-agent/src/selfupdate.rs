@@ -23,17 +23,31 @@ fn shell_quote(s: &str) -> String {
 }
 
 /// Runs `<binary> agent self-test`; `Ok(Err(reason))` when it fails or exceeds `timeout`.
-pub async fn trial_run(binary: &Path, timeout: Duration, output_file: &Path) -> Result<Result<(), String>, AgentError> {
+pub async fn trial_run(
+    binary: &Path,
+    timeout: Duration,
+    output_file: &Path,
+) -> Result<Result<(), String>, AgentError> {
     if !binary.is_file() {
-        return Ok(Err(format!("the release has no agent binary at {}", binary.display())));
+        return Ok(Err(format!(
+            "the release has no agent binary at {}",
+            binary.display()
+        )));
     }
     let cwd = binary.parent().unwrap_or(Path::new("/"));
-    let cmd = format!("exec {} agent self-test", shell_quote(&binary.to_string_lossy()));
+    let cmd = format!(
+        "exec {} agent self-test",
+        shell_quote(&binary.to_string_lossy())
+    );
     let outcome = health::run(&cmd, cwd, &CommandEnv::default(), timeout, output_file).await?;
     if outcome.success {
         Ok(Ok(()))
     } else {
-        Ok(Err(format!("trial run `{} agent self-test` failed: {}", binary.display(), outcome.describe())))
+        Ok(Err(format!(
+            "trial run `{} agent self-test` failed: {}",
+            binary.display(),
+            outcome.describe()
+        )))
     }
 }
 
@@ -41,8 +55,14 @@ pub async fn trial_run(binary: &Path, timeout: Duration, output_file: &Path) -> 
 pub fn exec_current(binary: &Path) -> AgentError {
     let mut args = std::env::args_os();
     let arg0 = args.next().unwrap_or_else(|| binary.as_os_str().to_owned());
-    let source = std::process::Command::new(binary).arg0(arg0).args(args).exec();
-    AgentError::Exec { path: binary.to_path_buf(), source }
+    let source = std::process::Command::new(binary)
+        .arg0(arg0)
+        .args(args)
+        .exec();
+    AgentError::Exec {
+        path: binary.to_path_buf(),
+        source,
+    }
 }
 
 /// The default restart hook: `exec` the binary.
@@ -88,14 +108,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         let good = script(dir.path(), r#"[ "$1 $2" = "agent self-test" ] && echo ok"#);
-        trial_run(&good, Duration::from_secs(5), &out).await.unwrap().unwrap();
+        trial_run(&good, Duration::from_secs(5), &out)
+            .await
+            .unwrap()
+            .unwrap();
         let bad = script(dir.path(), "echo 'segfault' >&2; exit 139");
-        let why = trial_run(&bad, Duration::from_secs(5), &out).await.unwrap().unwrap_err();
-        assert!(why.contains("exit status 139") && why.contains("segfault"), "{why}");
+        let why = trial_run(&bad, Duration::from_secs(5), &out)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            why.contains("exit status 139") && why.contains("segfault"),
+            "{why}"
+        );
         let hang = script(dir.path(), "sleep 30");
-        let why = trial_run(&hang, Duration::from_millis(300), &out).await.unwrap().unwrap_err();
+        let why = trial_run(&hang, Duration::from_millis(300), &out)
+            .await
+            .unwrap()
+            .unwrap_err();
         assert!(why.contains("timed out"), "{why}");
-        let why = trial_run(&dir.path().join("missing/ferry"), Duration::from_secs(1), &out).await.unwrap().unwrap_err();
+        let why = trial_run(
+            &dir.path().join("missing/ferry"),
+            Duration::from_secs(1),
+            &out,
+        )
+        .await
+        .unwrap()
+        .unwrap_err();
         assert!(why.contains("no agent binary"), "{why}");
     }
 

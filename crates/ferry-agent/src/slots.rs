@@ -30,6 +30,19 @@ pub struct InstalledManifest {
     /// The files it installed.
     #[serde(default)]
     pub payloads: Vec<InstalledPayload>,
+    /// Scripts to run around the switch.
+    #[serde(default)]
+    pub hooks: InstalledHooks,
+}
+
+/// Install hooks of a release: payload paths of executables.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct InstalledHooks {
+    /// Run in the new release's directory before switching to it; failing aborts the update.
+    pub pre_install: Option<String>,
+    /// Main program only: run in the new release's directory right after switching, before
+    /// starting it; failing rolls back.
+    pub post_install: Option<String>,
 }
 
 /// One installed file as listed in the manifest.
@@ -53,7 +66,10 @@ pub struct Slot {
 impl Slot {
     /// The storage space of `component` rooted at `root` (created if needed).
     pub fn open(component: Component, root: &Path) -> Result<Slot, AgentError> {
-        let slot = Slot { component, root: root.to_path_buf() };
+        let slot = Slot {
+            component,
+            root: root.to_path_buf(),
+        };
         ensure_dir(&slot.releases_dir())?;
         Ok(slot)
     }
@@ -84,7 +100,10 @@ impl Slot {
     }
 
     fn bad(&self, reason: String) -> AgentError {
-        AgentError::Slot { dir: self.root.clone(), reason }
+        AgentError::Slot {
+            dir: self.root.clone(),
+            reason,
+        }
     }
 
     /// The version `current` points at, if any; checks it against the release's manifest.
@@ -95,10 +114,16 @@ impl Slot {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err(&link, "read symlink", e)),
         };
-        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let linked: Version = name
-            .parse()
-            .map_err(|e| self.bad(format!("`current` points at {} which is not a release directory ({e}); re-run bootstrap", target.display())))?;
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let linked: Version = name.parse().map_err(|e| {
+            self.bad(format!(
+                "`current` points at {} which is not a release directory ({e}); re-run bootstrap",
+                target.display()
+            ))
+        })?;
         let manifest = self.manifest(&linked)?;
         if manifest.version != linked || manifest.component != self.component {
             return Err(self.bad(format!(
@@ -113,7 +138,10 @@ impl Slot {
     pub fn manifest(&self, v: &Version) -> Result<InstalledManifest, AgentError> {
         let path = self.release_dir(v).join(MANIFEST_FILE);
         let bytes = fs::read(&path).map_err(|e| io_err(&path, "read release manifest", e))?;
-        serde_json::from_slice(&bytes).map_err(|e| AgentError::CorruptState { path, reason: e.to_string() })
+        serde_json::from_slice(&bytes).map_err(|e| AgentError::CorruptState {
+            path,
+            reason: e.to_string(),
+        })
     }
 
     /// Checks every file of `releases/<v>` against the lengths and hashes its manifest lists.
@@ -121,7 +149,10 @@ impl Slot {
         let dir = self.release_dir(v);
         let manifest = self.manifest(v)?;
         if manifest.version != *v || manifest.component != self.component {
-            return Err(self.bad(format!("releases/{v} holds {} {} according to its manifest", manifest.component, manifest.version)));
+            return Err(self.bad(format!(
+                "releases/{v} holds {} {} according to its manifest",
+                manifest.component, manifest.version
+            )));
         }
         for p in &manifest.payloads {
             let path = dir.join(&p.path);
@@ -142,16 +173,27 @@ impl Slot {
     ///
     /// Nothing is replaced until the artifact unpacked and verified completely; then a
     /// leftover release directory of the same version (from an interrupted attempt) is replaced.
-    pub fn install(&self, artifact: &Path, keys: &[PublicKey], v: &Version) -> Result<(), AgentError> {
+    pub fn install(
+        &self,
+        artifact: &Path,
+        keys: &[PublicKey],
+        v: &Version,
+    ) -> Result<(), AgentError> {
         let staging = self.staging_dir(v);
         remove_dir_if_exists(&staging)?;
         let manifest = ferry_artifact::artifact::unpack_verified(artifact, keys, &staging)
-            .map_err(|e| AgentError::Artifact { path: artifact.to_path_buf(), reason: e.to_string() })?;
+            .map_err(|e| AgentError::Artifact {
+                path: artifact.to_path_buf(),
+                reason: e.to_string(),
+            })?;
         if manifest.component != self.component || manifest.version != *v {
             let _ = remove_dir_if_exists(&staging);
             return Err(AgentError::Artifact {
                 path: artifact.to_path_buf(),
-                reason: format!("holds {} {}, expected {} {v}", manifest.component, manifest.version, self.component),
+                reason: format!(
+                    "holds {} {}, expected {} {v}",
+                    manifest.component, manifest.version, self.component
+                ),
             });
         }
         fsync_tree(&staging)?;
@@ -165,11 +207,15 @@ impl Slot {
     pub fn switch_to(&self, v: &Version) -> Result<(), AgentError> {
         let dir = self.release_dir(v);
         if !dir.is_dir() {
-            return Err(self.bad(format!("cannot switch to {v}: {} does not exist", dir.display())));
+            return Err(self.bad(format!(
+                "cannot switch to {v}: {} does not exist",
+                dir.display()
+            )));
         }
         let tmp = self.root.join("current.new");
         remove_if_exists(&tmp)?;
-        std::os::unix::fs::symlink(Path::new("releases").join(v.to_string()), &tmp).map_err(|e| io_err(&tmp, "create symlink", e))?;
+        std::os::unix::fs::symlink(Path::new("releases").join(v.to_string()), &tmp)
+            .map_err(|e| io_err(&tmp, "create symlink", e))?;
         let link = self.current_link();
         fs::rename(&tmp, &link).map_err(|e| io_err(&link, "replace symlink", e))?;
         fsync_dir(&self.root)
@@ -184,7 +230,11 @@ impl Slot {
     /// The directory commands run in: the active release, or the space's root when none is active.
     pub fn working_dir(&self) -> PathBuf {
         let link = self.current_link();
-        if link.is_dir() { link } else { self.root.clone() }
+        if link.is_dir() {
+            link
+        } else {
+            self.root.clone()
+        }
     }
 
     /// Deletes release directories and leftovers except the versions in `keep`.
@@ -231,7 +281,11 @@ mod tests {
             "format": "ferry-artifact/1", "component": "main", "version": v, "device_types": [],
             "payloads": [{"path": "app", "sha256": hex::encode(Sha256::digest(body)), "length": body.len(), "mode": 0o755}],
         });
-        fs::write(dir.join(MANIFEST_FILE), serde_json::to_vec(&manifest).unwrap()).unwrap();
+        fs::write(
+            dir.join(MANIFEST_FILE),
+            serde_json::to_vec(&manifest).unwrap(),
+        )
+        .unwrap();
     }
 
     #[test]
@@ -242,10 +296,16 @@ mod tests {
         fake_release(&slot, "1.0.0", b"one");
         fake_release(&slot, "1.1.0", b"two");
         slot.switch_to(&"1.0.0".parse().unwrap()).unwrap();
-        assert_eq!(slot.current_version().unwrap(), Some("1.0.0".parse().unwrap()));
+        assert_eq!(
+            slot.current_version().unwrap(),
+            Some("1.0.0".parse().unwrap())
+        );
         slot.switch_to(&"1.1.0".parse().unwrap()).unwrap();
         assert_eq!(fs::read(slot.current_link().join("app")).unwrap(), b"two");
-        assert_eq!(fs::read_link(slot.current_link()).unwrap(), Path::new("releases/1.1.0"));
+        assert_eq!(
+            fs::read_link(slot.current_link()).unwrap(),
+            Path::new("releases/1.1.0")
+        );
         assert!(!dir.path().join("current.new").exists());
     }
 
@@ -253,7 +313,10 @@ mod tests {
     fn cannot_switch_to_a_missing_release() {
         let dir = tempfile::tempdir().unwrap();
         let slot = Slot::open(Component::Main, dir.path()).unwrap();
-        let err = slot.switch_to(&"9.9.9".parse().unwrap()).unwrap_err().to_string();
+        let err = slot
+            .switch_to(&"9.9.9".parse().unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("9.9.9"), "{err}");
     }
 
@@ -266,7 +329,10 @@ mod tests {
         slot.verify_release(&v).unwrap();
         fs::write(slot.release_dir(&v).join("app"), b"tampered").unwrap();
         let err = slot.verify_release(&v).unwrap_err().to_string();
-        assert!(err.contains("app") && err.contains("expected 8 bytes"), "{err}");
+        assert!(
+            err.contains("app") && err.contains("expected 8 bytes"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -274,7 +340,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let slot = Slot::open(Component::Main, dir.path()).unwrap();
         fake_release(&slot, "1.0.0", b"x");
-        fs::rename(slot.release_dir(&"1.0.0".parse().unwrap()), slot.releases_dir().join("2.0.0")).unwrap();
+        fs::rename(
+            slot.release_dir(&"1.0.0".parse().unwrap()),
+            slot.releases_dir().join("2.0.0"),
+        )
+        .unwrap();
         std::os::unix::fs::symlink("releases/2.0.0", slot.current_link()).unwrap();
         assert!(slot.current_version().is_err());
     }
@@ -289,7 +359,10 @@ mod tests {
         fs::create_dir_all(slot.releases_dir().join("1.3.0.staging")).unwrap();
         let (a, b): (Version, Version) = ("1.1.0".parse().unwrap(), "1.2.0".parse().unwrap());
         slot.prune(&[&a, &b]).unwrap();
-        let mut left: Vec<_> = fs::read_dir(slot.releases_dir()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut left: Vec<_> = fs::read_dir(slot.releases_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         left.sort();
         assert_eq!(left, vec!["1.1.0", "1.2.0"]);
     }

@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 /// Writes `bytes` to `path` atomically and durably; `mode` sets the file's permissions (e.g. `0o600`).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), AgentError> {
     let dir = parent_of(path);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
     let _ = fs::remove_file(&tmp);
     let mut f = OpenOptions::new()
@@ -34,7 +37,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), AgentErr
 
 /// Flushes a directory's entries (renames, creations, removals) to disk.
 pub fn fsync_dir(dir: &Path) -> Result<(), AgentError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err(dir, "fsync directory", e))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(dir, "fsync directory", e))
 }
 
 /// Flushes every regular file and directory under `root` to disk (after unpacking a release).
@@ -47,7 +52,9 @@ pub fn fsync_tree(root: &Path) -> Result<(), AgentError> {
         }
         fsync_dir(root)
     } else if meta.is_file() {
-        File::open(root).and_then(|f| f.sync_all()).map_err(|e| io_err(root, "fsync", e))
+        File::open(root)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io_err(root, "fsync", e))
     } else {
         Ok(())
     }
@@ -67,16 +74,24 @@ fn parent_of(path: &Path) -> PathBuf {
 
 /// Writes `value` as pretty JSON atomically.
 pub fn write_json<T: Serialize>(path: &Path, value: &T, mode: u32) -> Result<(), AgentError> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| AgentError::CorruptState { path: path.to_path_buf(), reason: e.to_string() })?;
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| AgentError::CorruptState {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     write_atomic(path, &bytes, mode)
 }
 
 /// Reads JSON from `path`; `Ok(None)` when the file does not exist.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, AgentError> {
     match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| AgentError::CorruptState { path: path.to_path_buf(), reason: e.to_string() }),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| AgentError::CorruptState {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err(path, "read", e)),
     }
@@ -113,8 +128,15 @@ pub struct StateStore {
 impl StateStore {
     /// Opens (creating if needed) the state directory and its subdirectories.
     pub fn open(dir: &Path) -> Result<StateStore, AgentError> {
-        let store = StateStore { dir: dir.to_path_buf() };
-        for d in [store.dir.clone(), store.downloads_dir(), store.backups_dir(), store.tuf_dir()] {
+        let store = StateStore {
+            dir: dir.to_path_buf(),
+        };
+        for d in [
+            store.dir.clone(),
+            store.downloads_dir(),
+            store.backups_dir(),
+            store.tuf_dir(),
+        ] {
             ensure_dir(&d)?;
         }
         Ok(store)
@@ -190,7 +212,11 @@ impl StateStore {
     /// Remembers a release that rolled back (keeps the 32 most recent).
     pub fn add_known_bad(&self, bad: KnownBad) -> Result<(), AgentError> {
         let mut all = self.known_bad()?;
-        all.retain(|b| !(b.component == bad.component && b.version == bad.version && b.target_name == bad.target_name));
+        all.retain(|b| {
+            !(b.component == bad.component
+                && b.version == bad.version
+                && b.target_name == bad.target_name)
+        });
         all.push(bad);
         let skip = all.len().saturating_sub(32);
         write_json(&self.known_bad_path(), &all[skip..].to_vec(), 0o600)
@@ -201,7 +227,12 @@ impl StateStore {
         tracing::info!("{line}");
         let path = self.attempt_log_path();
         let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
-        if let Ok(mut f) = OpenOptions::new().create(true).append(true).mode(0o600).open(&path) {
+        if let Ok(mut f) = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+        {
             let _ = writeln!(f, "{stamp} {line}");
         }
     }
@@ -251,7 +282,10 @@ mod tests {
         write_atomic(&p, b"one", 0o644).unwrap();
         write_atomic(&p, b"two", 0o644).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("x.json")]);
     }
 
@@ -268,8 +302,17 @@ mod tests {
     fn credentials_are_private_to_the_agent() {
         let dir = tempfile::tempdir().unwrap();
         let store = StateStore::open(dir.path()).unwrap();
-        store.save_credentials(&DeviceCredentials { device_id: DeviceId::new("d1").unwrap(), device_token: "t".into() }).unwrap();
-        let mode = fs::metadata(store.device_path()).unwrap().permissions().mode() & 0o777;
+        store
+            .save_credentials(&DeviceCredentials {
+                device_id: DeviceId::new("d1").unwrap(),
+                device_token: "t".into(),
+            })
+            .unwrap();
+        let mode = fs::metadata(store.device_path())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(store.load_credentials().unwrap().unwrap().device_token, "t");
     }

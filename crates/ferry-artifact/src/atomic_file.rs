@@ -18,24 +18,39 @@ pub(crate) struct AtomicFile {
 impl AtomicFile {
     /// Creates a new temporary file beside `dest` with permissions `mode`.
     pub(crate) fn create(dest: &Path, mode: u32) -> io::Result<AtomicFile> {
-        let name = dest
-            .file_name()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "destination has no file name"))?;
+        let name = dest.file_name().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "destination has no file name")
+        })?;
         let suffix = hex::encode(rand::random::<[u8; 8]>());
         let tmp = dest.with_file_name(format!(".{}.tmp-{suffix}", name.to_string_lossy()));
-        let file = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
-        Ok(AtomicFile { tmp, dest: dest.to_path_buf(), file, mode, committed: false })
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        Ok(AtomicFile {
+            tmp,
+            dest: dest.to_path_buf(),
+            file,
+            mode,
+            committed: false,
+        })
     }
 
     /// Syncs the data, sets the exact permissions, and renames the file over `dest`.
     pub(crate) fn commit(mut self) -> io::Result<()> {
         self.file.flush()?;
-        self.file.set_permissions(fs::Permissions::from_mode(self.mode))?;
+        self.file
+            .set_permissions(fs::Permissions::from_mode(self.mode))?;
         self.file.sync_all()?;
         fs::rename(&self.tmp, &self.dest)?;
         self.committed = true;
         if let Some(parent) = self.dest.parent() {
-            let dir = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+            let dir = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
             File::open(dir)?.sync_all()?;
         }
         Ok(())
@@ -89,7 +104,10 @@ mod tests {
         fs::write(&dest, b"old").unwrap();
         write_atomic(&dest, b"new", 0o600).unwrap();
         assert_eq!(fs::read(&dest).unwrap(), b"new");
-        assert_eq!(fs::metadata(&dest).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -22,7 +22,10 @@ fn spec() -> BuildSpec {
         component: Component::Main,
         version: Version::new(1, 2, 0),
         device_types: vec!["gateway-v2".into()],
-        hooks: Hooks { pre_install: Some("hooks/pre".into()), post_install: None },
+        hooks: Hooks {
+            pre_install: Some("hooks/pre".into()),
+            post_install: None,
+        },
     }
 }
 
@@ -50,7 +53,12 @@ impl Built {
         let key = SigningKey::generate();
         let artifact = dir.path().join("app-1.2.0.ferry");
         let manifest = build(&src, spec(), &artifact, signed.then_some(&key)).unwrap();
-        Built { dir, key, artifact, manifest }
+        Built {
+            dir,
+            key,
+            artifact,
+            manifest,
+        }
     }
     fn trusted(&self) -> Vec<PublicKey> {
         vec![self.key.public()]
@@ -68,7 +76,10 @@ impl Built {
 
 /// Position of `needle` in `haystack`.
 fn find(haystack: &[u8], needle: &[u8]) -> usize {
-    haystack.windows(needle.len()).position(|w| w == needle).expect("needle present")
+    haystack
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("needle present")
 }
 
 #[test]
@@ -76,21 +87,56 @@ fn artifact_roundtrip_verifies() {
     let b = Built::new(true);
     assert_eq!(verify(&b.artifact, &b.trusted()).unwrap(), b.manifest);
     assert_eq!(b.manifest.format, artifact::FORMAT);
-    let paths: Vec<&str> = b.manifest.payloads.iter().map(|p| p.path.as_str()).collect();
+    let paths: Vec<&str> = b
+        .manifest
+        .payloads
+        .iter()
+        .map(|p| p.path.as_str())
+        .collect();
     assert_eq!(paths, ["bin/app", "etc/config", "hooks/pre"]);
     let app = &b.manifest.payloads[0];
-    assert_eq!((app.length, app.sha256.as_str(), app.mode), (APP.len() as u64, sha256_hex(APP).as_str(), 0o755));
+    assert_eq!(
+        (app.length, app.sha256.as_str(), app.mode),
+        (APP.len() as u64, sha256_hex(APP).as_str(), 0o755)
+    );
 
     let dest = b.dest();
-    assert_eq!(unpack_verified(&b.artifact, &b.trusted(), &dest).unwrap(), b.manifest);
+    assert_eq!(
+        unpack_verified(&b.artifact, &b.trusted(), &dest).unwrap(),
+        b.manifest
+    );
     assert_eq!(fs::read(dest.join("bin/app")).unwrap(), APP);
     assert_eq!(fs::read(dest.join("etc/config")).unwrap(), CONFIG);
-    assert_eq!(fs::metadata(dest.join("bin/app")).unwrap().permissions().mode() & 0o7777, 0o755);
-    assert_eq!(fs::metadata(dest.join("etc/config")).unwrap().permissions().mode() & 0o7777, 0o640);
+    assert_eq!(
+        fs::metadata(dest.join("bin/app"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o755
+    );
+    assert_eq!(
+        fs::metadata(dest.join("etc/config"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o640
+    );
     let unpacked_manifest = fs::read(dest.join(UNPACKED_MANIFEST_NAME)).unwrap();
-    let listed: Vec<_> = fs::read_dir(&dest).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(listed.len(), 4, "bin, etc, hooks and the manifest copy: {listed:?}");
-    b.key.public().verify(&unpacked_manifest, &inspect_sig(&b)).unwrap();
+    let listed: Vec<_> = fs::read_dir(&dest)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        listed.len(),
+        4,
+        "bin, etc, hooks and the manifest copy: {listed:?}"
+    );
+    b.key
+        .public()
+        .verify(&unpacked_manifest, &inspect_sig(&b))
+        .unwrap();
 }
 
 fn inspect_sig(b: &Built) -> String {
@@ -98,7 +144,8 @@ fn inspect_sig(b: &Built) -> String {
     let mut archive = tar::Archive::new(bytes.as_slice());
     let mut entries = archive.entries().unwrap();
     entries.next().unwrap().unwrap();
-    let sigs: Vec<ferry_artifact::tuf::Signature> = serde_json::from_reader(entries.next().unwrap().unwrap()).unwrap();
+    let sigs: Vec<ferry_artifact::tuf::Signature> =
+        serde_json::from_reader(entries.next().unwrap().unwrap()).unwrap();
     sigs[0].sig.clone()
 }
 
@@ -112,7 +159,16 @@ fn artifact_is_a_plain_tar_in_the_documented_order() {
         .unwrap()
         .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, [MANIFEST_NAME, SIGNATURES_NAME, "payload/bin/app", "payload/etc/config", "payload/hooks/pre"]);
+    assert_eq!(
+        names,
+        [
+            MANIFEST_NAME,
+            SIGNATURES_NAME,
+            "payload/bin/app",
+            "payload/etc/config",
+            "payload/hooks/pre"
+        ]
+    );
 }
 
 #[test]
@@ -132,14 +188,21 @@ fn rejects_bitflipped_payload() {
     b.rewrite(&bytes);
     let err = verify(&b.artifact, &b.trusted()).unwrap_err();
     match &err {
-        ArtifactError::PayloadHashMismatch { entry, expected, .. } => {
+        ArtifactError::PayloadHashMismatch {
+            entry, expected, ..
+        } => {
             assert_eq!(entry, "bin/app");
             assert_eq!(expected, &sha256_hex(APP));
         }
         other => panic!("unexpected: {other}"),
     }
     let text = err.to_string();
-    assert!(text.contains("app-1.2.0.ferry") && text.contains("bin/app") && text.contains("re-download"), "{text}");
+    assert!(
+        text.contains("app-1.2.0.ferry")
+            && text.contains("bin/app")
+            && text.contains("re-download"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -150,7 +213,10 @@ fn rejects_bitflipped_manifest() {
     bytes[at] = b'G';
     b.rewrite(&bytes);
     let err = verify(&b.artifact, &b.trusted()).unwrap_err();
-    assert!(matches!(err, ArtifactError::BadSignature { ref keyid, .. } if keyid == b.key.key_id()), "{err}");
+    assert!(
+        matches!(err, ArtifactError::BadSignature { ref keyid, .. } if keyid == b.key.key_id()),
+        "{err}"
+    );
 }
 
 #[test]
@@ -158,13 +224,29 @@ fn rejects_truncated_artifact() {
     let b = Built::new(true);
     let full = b.bytes();
     let payload_start = find(&full, APP);
-    for cut in [0, 100, 512, 700, payload_start - 1, payload_start + 5, full.len() - 1536, full.len() - 1100] {
+    for cut in [
+        0,
+        100,
+        512,
+        700,
+        payload_start - 1,
+        payload_start + 5,
+        full.len() - 1536,
+        full.len() - 1100,
+    ] {
         b.rewrite(&full[..cut]);
-        assert!(verify(&b.artifact, &b.trusted()).is_err(), "truncated at {cut} of {} verified", full.len());
+        assert!(
+            verify(&b.artifact, &b.trusted()).is_err(),
+            "truncated at {cut} of {} verified",
+            full.len()
+        );
     }
     b.rewrite(&full[..payload_start + 5]);
     let err = verify(&b.artifact, &b.trusted()).unwrap_err();
-    assert!(matches!(err, ArtifactError::PayloadLengthMismatch { found: 5, .. }), "{err}");
+    assert!(
+        matches!(err, ArtifactError::PayloadLengthMismatch { found: 5, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -181,13 +263,18 @@ fn rejects_artifact_signed_by_untrusted_key() {
     let other = SigningKey::generate();
     let err = verify(&b.artifact, &[other.public()]).unwrap_err();
     match &err {
-        ArtifactError::UntrustedSigner { signers, trusted, .. } => {
+        ArtifactError::UntrustedSigner {
+            signers, trusted, ..
+        } => {
             assert_eq!(signers, &vec![b.key.key_id().to_string()]);
             assert_eq!(trusted, &vec![other.key_id().to_string()]);
         }
         e => panic!("unexpected: {e}"),
     }
-    assert!(matches!(verify(&b.artifact, &[]), Err(ArtifactError::NoTrustedKeys { .. })));
+    assert!(matches!(
+        verify(&b.artifact, &[]),
+        Err(ArtifactError::NoTrustedKeys { .. })
+    ));
 }
 
 #[test]
@@ -196,13 +283,22 @@ fn sign_adds_and_replaces_signatures() {
     sign(&b.artifact, &b.key).unwrap();
     verify(&b.artifact, &b.trusted()).unwrap();
     sign(&b.artifact, &b.key).unwrap();
-    assert_eq!(inspect(&b.artifact).unwrap().signer_keyids, [b.key.key_id()]);
+    assert_eq!(
+        inspect(&b.artifact).unwrap().signer_keyids,
+        [b.key.key_id()]
+    );
     let second = SigningKey::generate();
     sign(&b.artifact, &second).unwrap();
-    assert_eq!(inspect(&b.artifact).unwrap().signer_keyids, [b.key.key_id(), second.key_id()]);
+    assert_eq!(
+        inspect(&b.artifact).unwrap().signer_keyids,
+        [b.key.key_id(), second.key_id()]
+    );
     verify(&b.artifact, &[second.public()]).unwrap();
     verify(&b.artifact, &b.trusted()).unwrap();
-    let names: Vec<_> = fs::read_dir(b.dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = fs::read_dir(b.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names.len(), 2, "no temporary files left: {names:?}");
 }
 
@@ -214,7 +310,10 @@ fn sign_refuses_an_artifact_whose_payload_does_not_match() {
     bytes[at] = b'S';
     b.rewrite(&bytes);
     let err = sign(&b.artifact, &b.key).unwrap_err();
-    assert!(matches!(err, ArtifactError::PayloadHashMismatch { ref entry, .. } if entry == "etc/config"), "{err}");
+    assert!(
+        matches!(err, ArtifactError::PayloadHashMismatch { ref entry, .. } if entry == "etc/config"),
+        "{err}"
+    );
     assert_eq!(b.bytes(), bytes, "the artifact is left untouched");
 }
 
@@ -236,10 +335,14 @@ fn unpack_failure_leaves_no_destination() {
     b.rewrite(&bytes);
     let dest = b.dest();
     let err = unpack_verified(&b.artifact, &b.trusted(), &dest).unwrap_err();
-    assert!(matches!(err, ArtifactError::PayloadHashMismatch { ref entry, .. } if entry == "hooks/pre"), "{err}");
+    assert!(
+        matches!(err, ArtifactError::PayloadHashMismatch { ref entry, .. } if entry == "hooks/pre"),
+        "{err}"
+    );
     assert!(!dest.exists(), "dest must be removed after a failed unpack");
 
-    let untrusted = unpack_verified(&b.artifact, &[SigningKey::generate().public()], &dest).unwrap_err();
+    let untrusted =
+        unpack_verified(&b.artifact, &[SigningKey::generate().public()], &dest).unwrap_err();
     assert!(matches!(untrusted, ArtifactError::UntrustedSigner { .. }));
     assert!(!dest.exists());
 }
@@ -251,7 +354,10 @@ fn unpack_refuses_an_existing_destination_and_keeps_it() {
     fs::create_dir_all(&dest).unwrap();
     fs::write(dest.join("keep"), b"mine").unwrap();
     let err = unpack_verified(&b.artifact, &b.trusted(), &dest).unwrap_err();
-    assert!(matches!(err, ArtifactError::DestinationExists { .. }), "{err}");
+    assert!(
+        matches!(err, ArtifactError::DestinationExists { .. }),
+        "{err}"
+    );
     assert_eq!(fs::read(dest.join("keep")).unwrap(), b"mine");
 }
 
@@ -261,14 +367,26 @@ fn build_refuses_symlinks_in_the_source() {
     let src = dir.path().join("src");
     write(&src.join("a"), b"a", 0o644);
     std::os::unix::fs::symlink("/etc/passwd", src.join("link")).unwrap();
-    let err = build(&src, spec_without_hooks(), &dir.path().join("x.ferry"), None).unwrap_err();
-    assert!(matches!(err, ArtifactError::Source { ref file, .. } if file.ends_with("link")), "{err}");
+    let err = build(
+        &src,
+        spec_without_hooks(),
+        &dir.path().join("x.ferry"),
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, ArtifactError::Source { ref file, .. } if file.ends_with("link")),
+        "{err}"
+    );
     assert!(err.to_string().contains("symbolic link"), "{err}");
     assert!(!dir.path().join("x.ferry").exists());
 }
 
 fn spec_without_hooks() -> BuildSpec {
-    BuildSpec { hooks: Hooks::default(), ..spec() }
+    BuildSpec {
+        hooks: Hooks::default(),
+        ..spec()
+    }
 }
 
 #[test]
@@ -277,7 +395,10 @@ fn build_refuses_output_inside_the_source() {
     let src = dir.path().join("src");
     write(&src.join("a"), b"a", 0o644);
     let err = build(&src, spec_without_hooks(), &src.join("x.ferry"), None).unwrap_err();
-    assert!(matches!(err, ArtifactError::OutputInsideSource { .. }), "{err}");
+    assert!(
+        matches!(err, ArtifactError::OutputInsideSource { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -290,11 +411,33 @@ fn build_refuses_a_hook_that_is_not_a_payload() {
 }
 
 #[test]
+fn build_accepts_hooks_written_with_a_leading_dot_slash() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    write(&src.join("hooks/pre"), b"#!/bin/sh\n", 0o755);
+    let spec = BuildSpec {
+        hooks: Hooks {
+            pre_install: Some("./hooks/pre".into()),
+            post_install: None,
+        },
+        ..spec()
+    };
+    let m = build(&src, spec, &dir.path().join("x.ferry"), None).unwrap();
+    assert_eq!(m.hooks.pre_install.as_deref(), Some("hooks/pre"));
+}
+
+#[test]
 fn build_strips_setuid_bits() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     write(&src.join("a"), b"a", 0o4755);
-    let m = build(&src, spec_without_hooks(), &dir.path().join("x.ferry"), None).unwrap();
+    let m = build(
+        &src,
+        spec_without_hooks(),
+        &dir.path().join("x.ferry"),
+        None,
+    )
+    .unwrap();
     assert_eq!(m.payloads[0].mode, 0o755);
 }
 
@@ -308,7 +451,12 @@ fn manifest_for(payloads: &[(&str, &[u8], u32)]) -> Manifest {
         device_types: vec![],
         payloads: payloads
             .iter()
-            .map(|(p, data, mode)| PayloadEntry { path: p.to_string(), sha256: sha256_hex(data), length: data.len() as u64, mode: *mode })
+            .map(|(p, data, mode)| PayloadEntry {
+                path: p.to_string(),
+                sha256: sha256_hex(data),
+                length: data.len() as u64,
+                mode: *mode,
+            })
             .collect(),
         hooks: Hooks::default(),
     }
@@ -318,7 +466,8 @@ fn manifest_for(payloads: &[(&str, &[u8], u32)]) -> Manifest {
 fn head(manifest_bytes: &[u8], key: &SigningKey) -> RawTar {
     let sigs = serde_json::to_vec(&vec![key.sign(manifest_bytes)]).unwrap();
     let mut tar = RawTar::default();
-    tar.file(MANIFEST_NAME, manifest_bytes).file(SIGNATURES_NAME, &sigs);
+    tar.file(MANIFEST_NAME, manifest_bytes)
+        .file(SIGNATURES_NAME, &sigs);
     tar
 }
 
@@ -329,7 +478,10 @@ struct Crafted {
 
 impl Crafted {
     fn new() -> Crafted {
-        Crafted { dir: tempfile::tempdir().unwrap(), key: SigningKey::generate() }
+        Crafted {
+            dir: tempfile::tempdir().unwrap(),
+            key: SigningKey::generate(),
+        }
     }
     fn head(&self, m: &Manifest) -> RawTar {
         head(&serde_json::to_vec(m).unwrap(), &self.key)
@@ -341,12 +493,22 @@ impl Crafted {
         let verified = verify(&path, &[self.key.public()]);
         let dest = self.dir.path().join("work/dest");
         let unpacked = unpack_verified(&path, &[self.key.public()], &dest);
-        assert_eq!(verified.is_ok(), unpacked.is_ok(), "verify and unpack disagree: {verified:?} / {unpacked:?}");
+        assert_eq!(
+            verified.is_ok(),
+            unpacked.is_ok(),
+            "verify and unpack disagree: {verified:?} / {unpacked:?}"
+        );
         if unpacked.is_err() {
             assert!(!dest.exists(), "failed unpack left {dest:?}");
         }
-        let escaped: Vec<_> = fs::read_dir(self.dir.path().join("work")).unwrap().map(|e| e.unwrap().path()).collect();
-        assert!(escaped.iter().all(|p| p == &dest), "files escaped the destination: {escaped:?}");
+        let escaped: Vec<_> = fs::read_dir(self.dir.path().join("work"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(
+            escaped.iter().all(|p| p == &dest),
+            "files escaped the destination: {escaped:?}"
+        );
         unpacked
     }
 }
@@ -363,9 +525,16 @@ fn crafted_artifact_control_unpacks() {
 fn rejects_path_traversal_payload() {
     let c = Crafted::new();
     let m = manifest_for(&[("bin/app", APP, 0o755)]);
-    let bytes = c.head(&m).file("payload/../../escaped", APP).file("payload/bin/app", APP).finish();
+    let bytes = c
+        .head(&m)
+        .file("payload/../../escaped", APP)
+        .file("payload/bin/app", APP)
+        .finish();
     let err = c.unpack(bytes).unwrap_err();
-    assert!(matches!(err, ArtifactError::UnsafePayloadPath { ref entry, .. } if entry == "payload/../../escaped"), "{err}");
+    assert!(
+        matches!(err, ArtifactError::UnsafePayloadPath { ref entry, .. } if entry == "payload/../../escaped"),
+        "{err}"
+    );
     assert!(err.to_string().contains("traversal"), "{err}");
 }
 
@@ -373,17 +542,29 @@ fn rejects_path_traversal_payload() {
 fn rejects_absolute_payload_paths() {
     let c = Crafted::new();
     let m = manifest_for(&[("bin/app", APP, 0o755)]);
-    let err = c.unpack(c.head(&m).file("payload//tmp/x", APP).finish()).unwrap_err();
-    assert!(matches!(err, ArtifactError::UnsafePayloadPath { .. }), "{err}");
-    let err = c.unpack(c.head(&m).file("/tmp/x", APP).finish()).unwrap_err();
-    assert!(matches!(err, ArtifactError::UnexpectedEntry { index: 2, .. }), "{err}");
+    let err = c
+        .unpack(c.head(&m).file("payload//tmp/x", APP).finish())
+        .unwrap_err();
+    assert!(
+        matches!(err, ArtifactError::UnsafePayloadPath { .. }),
+        "{err}"
+    );
+    let err = c
+        .unpack(c.head(&m).file("/tmp/x", APP).finish())
+        .unwrap_err();
+    assert!(
+        matches!(err, ArtifactError::UnexpectedEntry { index: 2, .. }),
+        "{err}"
+    );
 }
 
 #[test]
 fn rejects_signed_manifest_listing_a_traversal_path() {
     let c = Crafted::new();
     let m = manifest_for(&[("../escaped", APP, 0o644)]);
-    let err = c.unpack(c.head(&m).file("payload/../escaped", APP).finish()).unwrap_err();
+    let err = c
+        .unpack(c.head(&m).file("payload/../escaped", APP).finish())
+        .unwrap_err();
     assert!(matches!(err, ArtifactError::BadManifest { .. }), "{err}");
 }
 
@@ -391,11 +572,20 @@ fn rejects_signed_manifest_listing_a_traversal_path() {
 fn rejects_symlink_hardlink_and_device_payloads() {
     let c = Crafted::new();
     let m = manifest_for(&[("bin/app", APP, 0o755)]);
-    for (kind, what) in [(b'2', "symbolic link"), (b'1', "hard link"), (b'3', "character device"), (b'4', "block device"), (b'6', "FIFO")] {
+    for (kind, what) in [
+        (b'2', "symbolic link"),
+        (b'1', "hard link"),
+        (b'3', "character device"),
+        (b'4', "block device"),
+        (b'6', "FIFO"),
+    ] {
         let mut tar = c.head(&m);
         tar.entry_full(b"payload/bin/app", kind, b"", 0, 0o777, Some("/etc/passwd"));
         let err = c.unpack(tar.finish()).unwrap_err();
-        assert!(matches!(err, ArtifactError::ForbiddenEntryType { ref kind, .. } if kind == what), "{what}: {err}");
+        assert!(
+            matches!(err, ArtifactError::ForbiddenEntryType { ref kind, .. } if kind == what),
+            "{what}: {err}"
+        );
     }
 }
 
@@ -405,9 +595,23 @@ fn rejects_gnu_long_name_and_pax_entries() {
     let m = manifest_for(&[("bin/app", APP, 0o755)]);
     for kind in [b'L', b'x'] {
         let mut tar = c.head(&m);
-        tar.entry_full(b"././@LongLink", kind, b"payload/bin/app\0", 16, 0o644, None).file("payload/bin/app", APP);
+        tar.entry_full(
+            b"././@LongLink",
+            kind,
+            b"payload/bin/app\0",
+            16,
+            0o644,
+            None,
+        )
+        .file("payload/bin/app", APP);
         let err = c.unpack(tar.finish()).unwrap_err();
-        assert!(matches!(err, ArtifactError::UnexpectedEntry { .. } | ArtifactError::ForbiddenEntryType { .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                ArtifactError::UnexpectedEntry { .. } | ArtifactError::ForbiddenEntryType { .. }
+            ),
+            "{err}"
+        );
     }
 }
 
@@ -415,24 +619,49 @@ fn rejects_gnu_long_name_and_pax_entries() {
 fn rejects_unlisted_payload() {
     let c = Crafted::new();
     let m = manifest_for(&[("bin/app", APP, 0o755)]);
-    let err = c.unpack(c.head(&m).file("payload/bin/app", APP).file("payload/bin/extra", b"x").finish()).unwrap_err();
-    assert!(matches!(err, ArtifactError::UnlistedPayload { ref entry, .. } if entry == "bin/extra"), "{err}");
+    let err = c
+        .unpack(
+            c.head(&m)
+                .file("payload/bin/app", APP)
+                .file("payload/bin/extra", b"x")
+                .finish(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, ArtifactError::UnlistedPayload { ref entry, .. } if entry == "bin/extra"),
+        "{err}"
+    );
 }
 
 #[test]
 fn rejects_duplicate_payload_entries() {
     let c = Crafted::new();
     let m = manifest_for(&[("bin/app", APP, 0o755)]);
-    let err = c.unpack(c.head(&m).file("payload/bin/app", APP).file("payload/bin/app", APP).finish()).unwrap_err();
-    assert!(matches!(err, ArtifactError::DuplicatePayload { ref entry, .. } if entry == "bin/app"), "{err}");
+    let err = c
+        .unpack(
+            c.head(&m)
+                .file("payload/bin/app", APP)
+                .file("payload/bin/app", APP)
+                .finish(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, ArtifactError::DuplicatePayload { ref entry, .. } if entry == "bin/app"),
+        "{err}"
+    );
 }
 
 #[test]
 fn rejects_missing_payload() {
     let c = Crafted::new();
     let m = manifest_for(&[("bin/app", APP, 0o755), ("etc/config", CONFIG, 0o644)]);
-    let err = c.unpack(c.head(&m).file("payload/bin/app", APP).finish()).unwrap_err();
-    assert!(matches!(err, ArtifactError::MissingPayload { ref entry, .. } if entry == "etc/config"), "{err}");
+    let err = c
+        .unpack(c.head(&m).file("payload/bin/app", APP).finish())
+        .unwrap_err();
+    assert!(
+        matches!(err, ArtifactError::MissingPayload { ref entry, .. } if entry == "etc/config"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -441,7 +670,9 @@ fn rejects_payload_larger_than_the_manifest_says() {
     let m = manifest_for(&[("bin/app", APP, 0o755)]);
     let mut bigger = APP.to_vec();
     bigger.extend_from_slice(b"more");
-    let err = c.unpack(c.head(&m).file("payload/bin/app", &bigger).finish()).unwrap_err();
+    let err = c
+        .unpack(c.head(&m).file("payload/bin/app", &bigger).finish())
+        .unwrap_err();
     assert!(
         matches!(err, ArtifactError::PayloadLengthMismatch { expected, found, .. } if expected == APP.len() as u64 && found == bigger.len() as u64),
         "{err}"
@@ -455,9 +686,14 @@ fn rejects_payload_before_manifest() {
     let manifest_bytes = serde_json::to_vec(&m).unwrap();
     let sigs = serde_json::to_vec(&vec![c.key.sign(&manifest_bytes)]).unwrap();
     let mut tar = RawTar::default();
-    tar.file("payload/bin/app", APP).file(MANIFEST_NAME, &manifest_bytes).file(SIGNATURES_NAME, &sigs);
+    tar.file("payload/bin/app", APP)
+        .file(MANIFEST_NAME, &manifest_bytes)
+        .file(SIGNATURES_NAME, &sigs);
     let err = c.unpack(tar.finish()).unwrap_err();
-    assert!(matches!(err, ArtifactError::UnexpectedEntry { index: 0, ref found, .. } if found == "payload/bin/app"), "{err}");
+    assert!(
+        matches!(err, ArtifactError::UnexpectedEntry { index: 0, ref found, .. } if found == "payload/bin/app"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -467,7 +703,16 @@ fn rejects_oversized_manifest_before_reading_it() {
     let mut tar = RawTar::default();
     tar.file(MANIFEST_NAME, &huge);
     let err = c.unpack(tar.finish()).unwrap_err();
-    assert!(matches!(err, ArtifactError::TooLarge { entry: MANIFEST_NAME, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ArtifactError::TooLarge {
+                entry: MANIFEST_NAME,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -475,19 +720,42 @@ fn rejects_unsupported_format_version() {
     let c = Crafted::new();
     let mut m = manifest_for(&[("bin/app", APP, 0o755)]);
     m.format = "ferry-artifact/2".into();
-    let err = c.unpack(c.head(&m).file("payload/bin/app", APP).finish()).unwrap_err();
-    assert!(matches!(err, ArtifactError::UnsupportedFormat { ref found, .. } if found == "ferry-artifact/2"), "{err}");
+    let err = c
+        .unpack(c.head(&m).file("payload/bin/app", APP).finish())
+        .unwrap_err();
+    assert!(
+        matches!(err, ArtifactError::UnsupportedFormat { ref found, .. } if found == "ferry-artifact/2"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unpack_masks_setuid_and_sticky_bits() {
     let c = Crafted::new();
     let m = manifest_for(&[("bin/app", APP, 0o6755), ("tmp/x", b"x", 0o1777)]);
-    let bytes = c.head(&m).file("payload/bin/app", APP).file("payload/tmp/x", b"x").finish();
+    let bytes = c
+        .head(&m)
+        .file("payload/bin/app", APP)
+        .file("payload/tmp/x", b"x")
+        .finish();
     c.unpack(bytes).unwrap();
     let dest = c.dir.path().join("work/dest");
-    assert_eq!(fs::metadata(dest.join("bin/app")).unwrap().permissions().mode() & 0o7777, 0o755);
-    assert_eq!(fs::metadata(dest.join("tmp/x")).unwrap().permissions().mode() & 0o7777, 0o777);
+    assert_eq!(
+        fs::metadata(dest.join("bin/app"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o755
+    );
+    assert_eq!(
+        fs::metadata(dest.join("tmp/x"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o777
+    );
 }
 
 #[test]
@@ -497,5 +765,8 @@ fn verify_checks_the_signature_before_parsing_the_manifest() {
     let untrusted = SigningKey::generate();
     let bytes = head(b"{not json", &untrusted).finish();
     let err = c.unpack(bytes).unwrap_err();
-    assert!(matches!(err, ArtifactError::UntrustedSigner { .. }), "{err}");
+    assert!(
+        matches!(err, ArtifactError::UntrustedSigner { .. }),
+        "{err}"
+    );
 }

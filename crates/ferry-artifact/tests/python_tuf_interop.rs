@@ -12,7 +12,9 @@ use chrono::Utc;
 use common::sha256_hex;
 use ferry_artifact::artifact::{BuildSpec, Hooks, build};
 use ferry_artifact::keys::{PublicKey, SigningKey, canonical_json};
-use ferry_artifact::tuf::{Expiry, RepoKeys, Repository, TrustedSet, TufError, target_file, target_path_with_hash};
+use ferry_artifact::tuf::{
+    Expiry, RepoKeys, Repository, TrustedSet, TufError, target_file, target_path_with_hash,
+};
 use ferry_core::{Component, Version};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -22,13 +24,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(name)
 }
 
 /// `true` if python3 can import python-tuf; otherwise SKIPPED (or a panic under FERRY_REQUIRE_SERVICES=1).
 fn python_tuf_available() -> bool {
     let probe = Command::new("python3")
-        .args(["-c", "import tuf.ngclient, tuf.api.metadata, securesystemslib.signer"])
+        .args([
+            "-c",
+            "import tuf.ngclient, tuf.api.metadata, securesystemslib.signer",
+        ])
         .output();
     if matches!(&probe, Ok(out) if out.status.success()) {
         return true;
@@ -38,11 +45,16 @@ fn python_tuf_available() -> bool {
         Err(e) => format!("cannot run python3: {e}"),
     };
     if std::env::var("FERRY_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("FERRY_REQUIRE_SERVICES=1 but python-tuf is not usable (pip install tuf==7.0.1): {detail}");
+        panic!(
+            "FERRY_REQUIRE_SERVICES=1 but python-tuf is not usable (pip install tuf==7.0.1): {detail}"
+        );
     }
     // Written to the real stderr (not eprintln!, which the test harness captures) so it shows.
     let bar = "=".repeat(72);
-    let _ = writeln!(std::io::stderr(), "\n{bar}\nSKIPPED: python-tuf not installed (pip install tuf==7.0.1)\n{detail}\n{bar}\n");
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n{bar}\nSKIPPED: python-tuf not installed (pip install tuf==7.0.1)\n{detail}\n{bar}\n"
+    );
     false
 }
 
@@ -76,10 +88,17 @@ impl ServedRepo {
 
         let mut repo = Repository::new(RepoKeys::generate(), Expiry::default(), Utc::now());
         let name = "main/1.2.0.ferry".to_string();
-        let custom = json!({"component": "main", "version": "1.2.0", "device_types": ["gateway-v2"]});
+        let custom =
+            json!({"component": "main", "version": "1.2.0", "device_types": ["gateway-v2"]});
         let target = target_file(&name, artifact.len() as u64, &sha256_hex(&artifact), custom);
-        repo.set_targets(BTreeMap::from([(name.clone(), target)]), Utc::now()).unwrap();
-        let served = ServedRepo { dir, repo, name, artifact };
+        repo.set_targets(BTreeMap::from([(name.clone(), target)]), Utc::now())
+            .unwrap();
+        let served = ServedRepo {
+            dir,
+            repo,
+            name,
+            artifact,
+        };
         served.publish();
         served
     }
@@ -136,7 +155,10 @@ fn python_ngclient_downloads_a_target_from_a_ferry_repository() {
     assert_eq!(result["length"], json!(served.artifact.len()));
     assert_eq!(result["custom"]["component"], "main");
     assert_eq!(result["root_version"], 1);
-    assert_eq!(fs::read(result["path"].as_str().unwrap()).unwrap(), served.artifact);
+    assert_eq!(
+        fs::read(result["path"].as_str().unwrap()).unwrap(),
+        served.artifact
+    );
 }
 
 #[test]
@@ -145,13 +167,20 @@ fn python_ngclient_follows_a_ferry_key_rotation() {
         return;
     }
     let mut served = ServedRepo::new();
-    fs::write(served.dir.path().join("bootstrap-root.json"), &served.repo.files()["1.root.json"]).unwrap();
+    fs::write(
+        served.dir.path().join("bootstrap-root.json"),
+        &served.repo.files()["1.root.json"],
+    )
+    .unwrap();
     served.repo.rotate_keys(RepoKeys::generate(), Utc::now());
     served.repo.refresh_timestamp(Utc::now());
     served.publish();
     let result = stdout_json(&served.fetch_with_ngclient("client"));
     assert_eq!(result["root_version"], 2);
-    assert_eq!(fs::read(result["path"].as_str().unwrap()).unwrap(), served.artifact);
+    assert_eq!(
+        fs::read(result["path"].as_str().unwrap()).unwrap(),
+        served.artifact
+    );
 }
 
 #[test]
@@ -200,9 +229,18 @@ impl PythonRepo {
         let mut cmd = Command::new("python3");
         cmd.arg(script("write_repository.py")).arg(&path);
         let out = run(cmd);
-        assert!(out.status.success(), "write_repository.py failed: {}", String::from_utf8_lossy(&out.stderr));
-        let expected = serde_json::from_slice(&fs::read(path.join("expected.json")).unwrap()).unwrap();
-        PythonRepo { _dir: dir, path, expected }
+        assert!(
+            out.status.success(),
+            "write_repository.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let expected =
+            serde_json::from_slice(&fs::read(path.join("expected.json")).unwrap()).unwrap();
+        PythonRepo {
+            _dir: dir,
+            path,
+            expected,
+        }
     }
     fn file(&self, name: &str) -> Vec<u8> {
         fs::read(self.path.join(name)).unwrap()
@@ -226,21 +264,39 @@ fn trusted_set_verifies_a_python_tuf_repository() {
     client.update_root(&py.file("2.root.json")).unwrap();
     assert_eq!(client.root_version(), 2);
     assert!(client.consistent_snapshot());
-    client.update_timestamp(&py.file("timestamp.json"), now).unwrap();
-    client.update_snapshot(&py.file("1.snapshot.json"), now).unwrap();
-    client.update_targets(&py.file("1.targets.json"), now).unwrap();
+    client
+        .update_timestamp(&py.file("timestamp.json"), now)
+        .unwrap();
+    client
+        .update_snapshot(&py.file("1.snapshot.json"), now)
+        .unwrap();
+    client
+        .update_targets(&py.file("1.targets.json"), now)
+        .unwrap();
 
     let name = py.target_name();
     let data = py.target_data();
     client.verify_target_data(name, &data).unwrap();
-    client.verify_target(name, data.len() as u64, &sha256_hex(&data)).unwrap();
+    client
+        .verify_target(name, data.len() as u64, &sha256_hex(&data))
+        .unwrap();
     assert_eq!(client.target(name).unwrap().custom, py.expected["custom"]);
-    let served = py.path.join("targets").join(target_path_with_hash(name, py.expected["sha256"].as_str().unwrap()));
-    assert_eq!(fs::read(served).unwrap(), data, "python serves the target under Ferry's hash-prefixed path");
+    let served = py.path.join("targets").join(target_path_with_hash(
+        name,
+        py.expected["sha256"].as_str().unwrap(),
+    ));
+    assert_eq!(
+        fs::read(served).unwrap(),
+        data,
+        "python serves the target under Ferry's hash-prefixed path"
+    );
 
     let mut tampered = data.clone();
     tampered[0] ^= 1;
-    assert!(matches!(client.verify_target_data(name, &tampered), Err(TufError::HashMismatch { .. })));
+    assert!(matches!(
+        client.verify_target_data(name, &tampered),
+        Err(TufError::HashMismatch { .. })
+    ));
 }
 
 #[test]
@@ -250,12 +306,29 @@ fn trusted_set_rejects_a_python_tuf_rotation_signed_only_by_the_new_key() {
     }
     let py = PythonRepo::write();
     let mut v2: Value = serde_json::from_slice(&py.file("2.root.json")).unwrap();
-    let new_root_keyid = py.expected["root_keyids_v2"][0].as_str().unwrap().to_string();
-    v2["signatures"].as_array_mut().unwrap().retain(|s| s["keyid"] == new_root_keyid.as_str());
+    let new_root_keyid = py.expected["root_keyids_v2"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    v2["signatures"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|s| s["keyid"] == new_root_keyid.as_str());
     assert_eq!(v2["signatures"].as_array().unwrap().len(), 1);
     let mut client = TrustedSet::new(&py.file("1.root.json")).unwrap();
-    let err = client.update_root(&serde_json::to_vec(&v2).unwrap()).unwrap_err();
-    assert!(matches!(err, TufError::ThresholdNotMet { root_version: 1, .. }), "{err}");
+    let err = client
+        .update_root(&serde_json::to_vec(&v2).unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TufError::ThresholdNotMet {
+                root_version: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -292,12 +365,21 @@ fn canonical_json_matches_securesystemslib() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(&serde_json::to_vec(&values).unwrap()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&serde_json::to_vec(&values).unwrap())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let result = stdout_json(&out);
     for (i, value) in values.as_array().unwrap().iter().enumerate() {
         let ours = String::from_utf8(canonical_json(value)).unwrap();
-        assert_eq!(ours, result["canonical"][i].as_str().unwrap(), "value #{i}: {value}");
+        assert_eq!(
+            ours,
+            result["canonical"][i].as_str().unwrap(),
+            "value #{i}: {value}"
+        );
     }
     let key: PublicKey = serde_json::from_value(values[0].clone()).unwrap();
     assert_eq!(json!(key.key_id()), result["keyids"][0]);

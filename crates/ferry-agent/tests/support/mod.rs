@@ -82,7 +82,17 @@ impl Fixture {
         };
         let root_json = dir.path().join("root.json");
         std::fs::write(&root_json, &root).unwrap();
-        Fixture { dir, url, data_dir, release_key, release_pub, other_key, root_json, http, shutdown: Some(tx) }
+        Fixture {
+            dir,
+            url,
+            data_dir,
+            release_key,
+            release_pub,
+            other_key,
+            root_json,
+            http,
+            shutdown: Some(tx),
+        }
     }
 
     /// Builds a signed main-program release; `healthy = false` makes its health check fail.
@@ -91,9 +101,30 @@ impl Fixture {
     }
 
     pub fn main_release_signed(&self, version: &str, healthy: bool, key: &SigningKey) -> PathBuf {
-        let src = self.dir.path().join(format!("src-main-{version}-{healthy}"));
+        self.main_release_with(version, healthy, key, None)
+    }
+
+    /// A healthy main release with install hooks: `pre` and `post` are shell bodies.
+    pub fn main_release_with_hooks(&self, version: &str, pre: &str, post: &str) -> PathBuf {
+        self.main_release_with(version, true, &self.release_key, Some((pre, post)))
+    }
+
+    fn main_release_with(
+        &self,
+        version: &str,
+        healthy: bool,
+        key: &SigningKey,
+        hooks: Option<(&str, &str)>,
+    ) -> PathBuf {
+        let src = self
+            .dir
+            .path()
+            .join(format!("src-main-{version}-{healthy}-{}", hooks.is_some()));
         std::fs::create_dir_all(src.join("data")).unwrap();
-        write_script(&src.join("start.sh"), "sleep 120 >/dev/null 2>&1 &\necho $! > \"$FERRY_STATE_DIR/main.pid\"\ncat VERSION > \"$FERRY_STATE_DIR/running\"\n");
+        write_script(
+            &src.join("start.sh"),
+            "sleep 120 >/dev/null 2>&1 &\necho $! > \"$FERRY_STATE_DIR/main.pid\"\ncat VERSION > \"$FERRY_STATE_DIR/running\"\n",
+        );
         write_script(
             &src.join("stop.sh"),
             "if [ -f \"$FERRY_STATE_DIR/main.pid\" ]; then kill \"$(cat \"$FERRY_STATE_DIR/main.pid\")\" 2>/dev/null; rm -f \"$FERRY_STATE_DIR/main.pid\"; fi\nrm -f \"$FERRY_STATE_DIR/running\"\nexit 0\n",
@@ -104,13 +135,28 @@ impl Fixture {
                 "kill -0 \"$(cat \"$FERRY_STATE_DIR/main.pid\")\" || exit 1\n[ \"$(cat \"$FERRY_STATE_DIR/running\")\" = \"$(cat VERSION)\" ]\n",
             );
         } else {
-            write_script(&src.join("health.sh"), &format!("echo 'main {version}: cannot bind port 8080' >&2\nexit 1\n"));
+            write_script(
+                &src.join("health.sh"),
+                &format!("echo 'main {version}: cannot bind port 8080' >&2\nexit 1\n"),
+            );
         }
         std::fs::write(src.join("VERSION"), version).unwrap();
         // Some bulk so downloads take several segments (deterministic per version).
-        let bulk: Vec<u8> = (0..12_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ version.len() as u8).collect();
+        let bulk: Vec<u8> = (0..12_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ version.len() as u8)
+            .collect();
         std::fs::write(src.join("data/blob.bin"), bulk).unwrap();
-        self.build(&src, Component::Main, version, key)
+        let mut spec_hooks = Hooks::default();
+        if let Some((pre, post)) = hooks {
+            std::fs::create_dir_all(src.join("hooks")).unwrap();
+            write_script(&src.join("hooks/pre.sh"), pre);
+            write_script(&src.join("hooks/post.sh"), post);
+            spec_hooks = Hooks {
+                pre_install: Some("hooks/pre.sh".into()),
+                post_install: Some("hooks/post.sh".into()),
+            };
+        }
+        self.build(&src, Component::Main, version, key, spec_hooks)
     }
 
     /// Builds a signed agent release whose `ferry` binary passes (or fails) `agent self-test`.
@@ -118,17 +164,39 @@ impl Fixture {
         let src = self.dir.path().join(format!("src-agent-{version}-{works}"));
         std::fs::create_dir_all(&src).unwrap();
         let body = if works {
-            "if [ \"$1 $2\" = \"agent self-test\" ]; then echo self-test ok; exit 0; fi\nexit 2\n".to_string()
+            "if [ \"$1 $2\" = \"agent self-test\" ]; then echo self-test ok; exit 0; fi\nexit 2\n"
+                .to_string()
         } else {
             "echo 'illegal instruction' >&2\nexit 132\n".to_string()
         };
         write_script(&src.join("ferry"), &body);
-        self.build(&src, Component::Agent, version, &self.release_key)
+        self.build(
+            &src,
+            Component::Agent,
+            version,
+            &self.release_key,
+            Hooks::default(),
+        )
     }
 
-    fn build(&self, src: &Path, component: Component, version: &str, key: &SigningKey) -> PathBuf {
-        let out = self.dir.path().join(format!("{component}-{version}-{}.ferry", src.file_name().unwrap().to_string_lossy()));
-        let spec = BuildSpec { component, version: version.parse().unwrap(), device_types: vec![], hooks: Hooks::default() };
+    fn build(
+        &self,
+        src: &Path,
+        component: Component,
+        version: &str,
+        key: &SigningKey,
+        hooks: Hooks,
+    ) -> PathBuf {
+        let out = self.dir.path().join(format!(
+            "{component}-{version}-{}.ferry",
+            src.file_name().unwrap().to_string_lossy()
+        ));
+        let spec = BuildSpec {
+            component,
+            version: version.parse().unwrap(),
+            device_types: vec![],
+            hooks,
+        };
         ferry_artifact::artifact::build(src, spec, &out, Some(key)).unwrap();
         out
     }
@@ -136,14 +204,31 @@ impl Fixture {
     /// Registers a release with the server.
     pub async fn upload(&self, artifact: &Path) {
         let bytes = std::fs::read(artifact).unwrap();
-        let resp = self.http.post(format!("{}/api/v1/releases", self.url)).bearer_auth(OPERATOR_TOKEN).body(bytes).send().await.unwrap();
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/releases", self.url))
+            .bearer_auth(OPERATOR_TOKEN)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
         let status = resp.status();
-        assert!(status.is_success(), "upload failed: {status} {}", resp.text().await.unwrap());
+        assert!(
+            status.is_success(),
+            "upload failed: {status} {}",
+            resp.text().await.unwrap()
+        );
     }
 
     /// Reports the server archived for `device`, oldest first.
     pub async fn reports(&self, device: &str) -> Vec<ArchivedReport> {
-        let resp = self.http.get(format!("{}/api/v1/devices/{device}/reports", self.url)).bearer_auth(OPERATOR_TOKEN).send().await.unwrap();
+        let resp = self
+            .http
+            .get(format!("{}/api/v1/devices/{device}/reports", self.url))
+            .bearer_auth(OPERATOR_TOKEN)
+            .send()
+            .await
+            .unwrap();
         assert!(resp.status().is_success(), "{}", resp.status());
         let mut reports: Vec<ArchivedReport> = resp.json().await.unwrap();
         reports.sort_by_key(|r| r.id);
@@ -151,9 +236,18 @@ impl Fixture {
     }
 
     pub async fn device(&self, device: &str) -> DeviceRecord {
-        let resp = self.http.get(format!("{}/api/v1/devices", self.url)).bearer_auth(OPERATOR_TOKEN).send().await.unwrap();
+        let resp = self
+            .http
+            .get(format!("{}/api/v1/devices", self.url))
+            .bearer_auth(OPERATOR_TOKEN)
+            .send()
+            .await
+            .unwrap();
         let devices: Vec<DeviceRecord> = resp.json().await.unwrap();
-        devices.into_iter().find(|d| d.device_id.as_str() == device).expect("device known to the server")
+        devices
+            .into_iter()
+            .find(|d| d.device_id.as_str() == device)
+            .expect("device known to the server")
     }
 
     /// The stored artifact file of `component` `version` on the server's disk.
@@ -177,7 +271,10 @@ impl Fixture {
             state_dir: base.join("state"),
             trusted_root: self.root_json.clone(),
             release_keys: vec![self.release_pub.clone()],
-            schedule: Schedule::Interval { every_secs: 60, jitter_secs: 0 },
+            schedule: Schedule::Interval {
+                every_secs: 60,
+                jitter_secs: 0,
+            },
             upload_backups: true,
             http_timeout_secs: 5,
             download_retries: 10,
@@ -191,7 +288,10 @@ impl Fixture {
                 health_retries: 3,
                 health_interval_ms: 100,
             },
-            upgrader: UpgraderConfig { dir: base.join("upgrader"), self_test_timeout_secs: 5 },
+            upgrader: UpgraderConfig {
+                dir: base.join("upgrader"),
+                self_test_timeout_secs: 5,
+            },
         }
     }
 }
@@ -221,7 +321,9 @@ impl Device {
 
     pub fn agent(&self) -> Agent {
         let mut agent = Agent::new(self.config.clone()).unwrap();
-        agent.set_restart_hook(Box::new(|_| panic!("no agent update expected in this test")));
+        agent.set_restart_hook(Box::new(|_| {
+            panic!("no agent update expected in this test")
+        }));
         agent
     }
 
@@ -236,12 +338,17 @@ impl Device {
     }
 
     pub fn main_pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.config.state_dir.join("main.pid")).ok()?.trim().parse().ok()
+        std::fs::read_to_string(self.config.state_dir.join("main.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     pub fn main_alive(&self) -> bool {
         // SAFETY: kill with signal 0 only checks that the process exists.
-        self.main_pid().is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0)
+        self.main_pid()
+            .is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0)
     }
 
     /// Power cut: every process of the device dies at once.
@@ -304,7 +411,13 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
         let meta = std::fs::symlink_metadata(&path).unwrap();
         let rel = path.strip_prefix(root).unwrap().to_path_buf();
         if meta.file_type().is_symlink() {
-            out.push((rel, std::fs::read_link(&path).unwrap().into_os_string().into_encoded_bytes()));
+            out.push((
+                rel,
+                std::fs::read_link(&path)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes(),
+            ));
         } else if meta.is_dir() {
             walk(root, &path, out);
         } else {
@@ -330,11 +443,17 @@ impl Proxy {
         let (cut2, count2) = (cut.clone(), bytes_to_client.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((client, _)) = listener.accept().await else { return };
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
                 let upstream = upstream.clone();
                 let (cut, count) = (cut2.clone(), count2.clone());
                 tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(upstream.trim_start_matches("http://")).await else { return };
+                    let Ok(server) =
+                        TcpStream::connect(upstream.trim_start_matches("http://")).await
+                    else {
+                        return;
+                    };
                     let (mut cr, mut cw) = client.into_split();
                     let (mut sr, mut sw) = server.into_split();
                     let up = tokio::spawn(async move {
@@ -363,6 +482,10 @@ impl Proxy {
                 });
             }
         });
-        Proxy { url, cut, bytes_to_client }
+        Proxy {
+            url,
+            cut,
+            bytes_to_client,
+        }
     }
 }

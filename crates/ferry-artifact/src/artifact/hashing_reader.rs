@@ -12,7 +12,11 @@ pub(crate) struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub(crate) fn new(inner: R) -> Self {
-        HashingReader { inner, sha256: Sha256::new(), count: 0 }
+        HashingReader {
+            inner,
+            sha256: Sha256::new(),
+            count: 0,
+        }
     }
 
     /// Bytes read so far and their sha256 (lowercase hex).
@@ -35,4 +39,21 @@ pub(crate) fn digest(reader: impl Read) -> io::Result<(u64, String)> {
     let mut hashing = HashingReader::new(reader);
     io::copy(&mut hashing, &mut io::sink())?;
     Ok(hashing.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_hashes_everything_read() {
+        assert_eq!(
+            digest(&b"abc"[..]).unwrap(),
+            (
+                3,
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".to_string()
+            )
+        );
+        assert_eq!(digest(&b""[..]).unwrap().0, 0);
+    }
 }

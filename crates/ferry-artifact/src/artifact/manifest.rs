@@ -78,15 +78,24 @@ pub struct Inspection {
 impl Manifest {
     /// Parses and validates manifest bytes read from the artifact at `path`.
     pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Manifest, ArtifactError> {
-        let value: serde_json::Value = serde_json::from_slice(bytes)
-            .map_err(|e| ArtifactError::BadManifest { path: path.into(), reason: format!("not JSON: {e}") })?;
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| ArtifactError::BadManifest {
+                path: path.into(),
+                reason: format!("not JSON: {e}"),
+            })?;
         if let Some(format) = value.get("format").and_then(|f| f.as_str())
             && format != FORMAT
         {
-            return Err(ArtifactError::UnsupportedFormat { path: path.into(), found: format.into() });
+            return Err(ArtifactError::UnsupportedFormat {
+                path: path.into(),
+                found: format.into(),
+            });
         }
-        let manifest: Manifest = serde_json::from_value(value)
-            .map_err(|e| ArtifactError::BadManifest { path: path.into(), reason: e.to_string() })?;
+        let manifest: Manifest =
+            serde_json::from_value(value).map_err(|e| ArtifactError::BadManifest {
+                path: path.into(),
+                reason: e.to_string(),
+            })?;
         manifest.validate(path)?;
         Ok(manifest)
     }
@@ -95,9 +104,15 @@ impl Manifest {
     /// unique payload paths (none inside another, none named like the unpacked manifest),
     /// sha256 as 64 lowercase hex digits, permission bits only, hooks naming listed payloads.
     pub(crate) fn validate(&self, path: &Path) -> Result<(), ArtifactError> {
-        let bad = |reason: String| ArtifactError::BadManifest { path: path.into(), reason };
+        let bad = |reason: String| ArtifactError::BadManifest {
+            path: path.into(),
+            reason,
+        };
         if self.format != FORMAT {
-            return Err(ArtifactError::UnsupportedFormat { path: path.into(), found: self.format.clone() });
+            return Err(ArtifactError::UnsupportedFormat {
+                path: path.into(),
+                found: self.format.clone(),
+            });
         }
         if self.payloads.is_empty() {
             return Err(bad("it lists no payloads".into()));
@@ -105,36 +120,64 @@ impl Manifest {
         let mut paths = BTreeSet::new();
         for p in &self.payloads {
             if let Some(reason) = unsafe_reason(&p.path) {
-                return Err(bad(format!("payload path {:?} is unsafe: {reason}", p.path)));
+                return Err(bad(format!(
+                    "payload path {:?} is unsafe: {reason}",
+                    p.path
+                )));
             }
             if p.path == UNPACKED_MANIFEST_NAME {
-                return Err(bad(format!("payload path {UNPACKED_MANIFEST_NAME} is reserved")));
+                return Err(bad(format!(
+                    "payload path {UNPACKED_MANIFEST_NAME} is reserved"
+                )));
             }
             if !paths.insert(p.path.as_str()) {
                 return Err(bad(format!("payload {} is listed twice", p.path)));
             }
-            if p.sha256.len() != 64 || !p.sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-                return Err(bad(format!("payload {} sha256 {:?} is not 64 lowercase hex digits", p.path, p.sha256)));
+            if p.sha256.len() != 64
+                || !p
+                    .sha256
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            {
+                return Err(bad(format!(
+                    "payload {} sha256 {:?} is not 64 lowercase hex digits",
+                    p.path, p.sha256
+                )));
             }
             if p.mode > 0o7777 {
-                return Err(bad(format!("payload {} mode {:o} has bits beyond 0o7777", p.path, p.mode)));
+                return Err(bad(format!(
+                    "payload {} mode {:o} has bits beyond 0o7777",
+                    p.path, p.mode
+                )));
             }
         }
         for p in &paths {
             let mut prefix = String::new();
-            for segment in p.split('/').collect::<Vec<_>>().split_last().map_or(&[][..], |(_, dirs)| dirs) {
+            for segment in p
+                .split('/')
+                .collect::<Vec<_>>()
+                .split_last()
+                .map_or(&[][..], |(_, dirs)| dirs)
+            {
                 prefix.push_str(segment);
                 if paths.contains(prefix.as_str()) {
-                    return Err(bad(format!("payload {prefix} is a file but {p} needs it to be a directory")));
+                    return Err(bad(format!(
+                        "payload {prefix} is a file but {p} needs it to be a directory"
+                    )));
                 }
                 prefix.push('/');
             }
         }
-        for (name, hook) in [("pre_install", &self.hooks.pre_install), ("post_install", &self.hooks.post_install)] {
+        for (name, hook) in [
+            ("pre_install", &self.hooks.pre_install),
+            ("post_install", &self.hooks.post_install),
+        ] {
             if let Some(hook) = hook
                 && !paths.contains(hook.as_str())
             {
-                return Err(bad(format!("hook {name} = {hook:?} is not a listed payload")));
+                return Err(bad(format!(
+                    "hook {name} = {hook:?} is not a listed payload"
+                )));
             }
         }
         Ok(())
@@ -146,7 +189,12 @@ mod tests {
     use super::*;
 
     fn entry(path: &str) -> PayloadEntry {
-        PayloadEntry { path: path.into(), sha256: "0".repeat(64), length: 0, mode: 0o644 }
+        PayloadEntry {
+            path: path.into(),
+            sha256: "0".repeat(64),
+            length: 0,
+            mode: 0o644,
+        }
     }
 
     fn manifest(paths: &[&str]) -> Manifest {
@@ -168,9 +216,15 @@ mod tests {
     fn rejects_other_format_versions() {
         let mut m = manifest(&["x"]);
         m.format = "ferry-artifact/2".into();
-        assert!(matches!(m.validate(Path::new("a")), Err(ArtifactError::UnsupportedFormat { .. })));
+        assert!(matches!(
+            m.validate(Path::new("a")),
+            Err(ArtifactError::UnsupportedFormat { .. })
+        ));
         let bytes = serde_json::to_vec(&m).unwrap();
-        assert!(matches!(Manifest::parse(Path::new("a"), &bytes), Err(ArtifactError::UnsupportedFormat { .. })));
+        assert!(matches!(
+            Manifest::parse(Path::new("a"), &bytes),
+            Err(ArtifactError::UnsupportedFormat { .. })
+        ));
     }
 
     #[test]

@@ -44,9 +44,23 @@ mod tests {
 
     #[test]
     fn refuses_paths_that_could_escape() {
-        for bad in ["", "/etc/passwd", "../x", "a/../../x", "a/./b", "a//b", "a/", "a\\..\\b", "a\0b", "a\nb"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a/./b",
+            "a//b",
+            "a/",
+            "a\\..\\b",
+            "a\0b",
+            "a\nb",
+        ] {
             assert!(unsafe_reason(bad).is_some(), "{bad:?} accepted");
         }
-        assert_eq!(unsafe_reason("x/../y"), Some("'..' path segment (path traversal)"));
+        assert_eq!(
+            unsafe_reason("x/../y"),
+            Some("'..' path segment (path traversal)")
+        );
     }
 }

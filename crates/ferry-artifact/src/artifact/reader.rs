@@ -4,7 +4,9 @@ use super::error::ArtifactError;
 use super::hashing_reader::HashingReader;
 use super::manifest::{Manifest, PayloadEntry};
 use super::payload_path::unsafe_reason;
-use super::{MANIFEST_NAME, MAX_MANIFEST_BYTES, MAX_SIGNATURES_BYTES, PAYLOAD_PREFIX, SIGNATURES_NAME};
+use super::{
+    MANIFEST_NAME, MAX_MANIFEST_BYTES, MAX_SIGNATURES_BYTES, PAYLOAD_PREFIX, SIGNATURES_NAME,
+};
 use crate::tuf::Signature;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -32,7 +34,10 @@ impl ArtifactFile {
             action: "open the artifact".into(),
             source,
         })?;
-        Ok(ArtifactFile { path: path.into(), archive: tar::Archive::new(BufReader::new(file)) })
+        Ok(ArtifactFile {
+            path: path.into(),
+            archive: tar::Archive::new(BufReader::new(file)),
+        })
     }
 
     /// Iterates the raw tar entries: GNU long names and PAX headers are not interpreted, so
@@ -42,9 +47,16 @@ impl ArtifactFile {
         let entries = self
             .archive
             .entries()
-            .map_err(|e| ArtifactError::Corrupt { path: path.into(), reason: e.to_string() })?
+            .map_err(|e| ArtifactError::Corrupt {
+                path: path.into(),
+                reason: e.to_string(),
+            })?
             .raw(true);
-        Ok(ArtifactReader { path, entries, index: 0 })
+        Ok(ArtifactReader {
+            path,
+            entries,
+            index: 0,
+        })
     }
 }
 
@@ -74,19 +86,26 @@ fn entry_kind(kind: tar::EntryType) -> Option<String> {
 
 impl<'a> ArtifactReader<'a> {
     fn corrupt(&self, e: io::Error) -> ArtifactError {
-        ArtifactError::Corrupt { path: self.path.into(), reason: e.to_string() }
+        ArtifactError::Corrupt {
+            path: self.path.into(),
+            reason: e.to_string(),
+        }
     }
 
     /// The next entry, its position and its name (names must be UTF-8).
     fn next_entry(&mut self) -> Result<Option<(usize, String, TarEntry<'a>)>, ArtifactError> {
-        let Some(entry) = self.entries.next() else { return Ok(None) };
+        let Some(entry) = self.entries.next() else {
+            return Ok(None);
+        };
         let entry = entry.map_err(|e| self.corrupt(e))?;
         let index = self.index;
         self.index += 1;
-        let name = String::from_utf8(entry.path_bytes().into_owned()).map_err(|e| ArtifactError::UnsafePayloadPath {
-            path: self.path.into(),
-            entry: String::from_utf8_lossy(e.as_bytes()).into_owned(),
-            reason: "name is not UTF-8".into(),
+        let name = String::from_utf8(entry.path_bytes().into_owned()).map_err(|e| {
+            ArtifactError::UnsafePayloadPath {
+                path: self.path.into(),
+                entry: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                reason: "name is not UTF-8".into(),
+            }
         })?;
         Ok(Some((index, name, entry)))
     }
@@ -94,7 +113,11 @@ impl<'a> ArtifactReader<'a> {
     fn require_regular(&self, name: &str, entry: &TarEntry<'a>) -> Result<(), ArtifactError> {
         match entry_kind(entry.header().entry_type()) {
             None => Ok(()),
-            Some(kind) => Err(ArtifactError::ForbiddenEntryType { path: self.path.into(), entry: name.into(), kind }),
+            Some(kind) => Err(ArtifactError::ForbiddenEntryType {
+                path: self.path.into(),
+                entry: name.into(),
+                kind,
+            }),
         }
     }
 
@@ -102,9 +125,15 @@ impl<'a> ArtifactReader<'a> {
     pub(crate) fn head(&mut self) -> Result<Head, ArtifactError> {
         let manifest_bytes = self.read_small(MANIFEST_NAME, MAX_MANIFEST_BYTES)?;
         let sig_bytes = self.read_small(SIGNATURES_NAME, MAX_SIGNATURES_BYTES)?;
-        let signatures = serde_json::from_slice(&sig_bytes)
-            .map_err(|e| ArtifactError::BadSignatureFile { path: self.path.into(), reason: e.to_string() })?;
-        Ok(Head { manifest_bytes, signatures })
+        let signatures =
+            serde_json::from_slice(&sig_bytes).map_err(|e| ArtifactError::BadSignatureFile {
+                path: self.path.into(),
+                reason: e.to_string(),
+            })?;
+        Ok(Head {
+            manifest_bytes,
+            signatures,
+        })
     }
 
     fn read_small(&mut self, want: &'static str, limit: u64) -> Result<Vec<u8>, ArtifactError> {
@@ -118,15 +147,28 @@ impl<'a> ArtifactReader<'a> {
             });
         };
         if name != want {
-            return Err(ArtifactError::UnexpectedEntry { path: self.path.into(), index, expected, found: name });
+            return Err(ArtifactError::UnexpectedEntry {
+                path: self.path.into(),
+                index,
+                expected,
+                found: name,
+            });
         }
         self.require_regular(&name, &entry)?;
         let size = entry.size();
         if size > limit {
-            return Err(ArtifactError::TooLarge { path: self.path.into(), entry: want, size, limit });
+            return Err(ArtifactError::TooLarge {
+                path: self.path.into(),
+                entry: want,
+                size,
+                limit,
+            });
         }
         let mut bytes = Vec::with_capacity(size as usize);
-        (&mut entry).take(limit).read_to_end(&mut bytes).map_err(|e| self.corrupt(e))?;
+        (&mut entry)
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.corrupt(e))?;
         if bytes.len() as u64 != size {
             return Err(self.corrupt(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -146,7 +188,11 @@ impl<'a> ArtifactReader<'a> {
         manifest: &Manifest,
         mut each: impl FnMut(&PayloadEntry, &mut dyn Read) -> Result<(), ArtifactError>,
     ) -> Result<(), ArtifactError> {
-        let listed: HashMap<&str, &PayloadEntry> = manifest.payloads.iter().map(|p| (p.path.as_str(), p)).collect();
+        let listed: HashMap<&str, &PayloadEntry> = manifest
+            .payloads
+            .iter()
+            .map(|p| (p.path.as_str(), p))
+            .collect();
         let mut seen: HashSet<String> = HashSet::new();
         while let Some((index, name, mut entry)) = self.next_entry()? {
             let path = || self.path.to_path_buf();
@@ -159,14 +205,24 @@ impl<'a> ArtifactReader<'a> {
                 });
             };
             if let Some(reason) = unsafe_reason(rel) {
-                return Err(ArtifactError::UnsafePayloadPath { path: path(), entry: name.clone(), reason: reason.into() });
+                return Err(ArtifactError::UnsafePayloadPath {
+                    path: path(),
+                    entry: name.clone(),
+                    reason: reason.into(),
+                });
             }
             self.require_regular(&name, &entry)?;
             let Some(&payload) = listed.get(rel) else {
-                return Err(ArtifactError::UnlistedPayload { path: path(), entry: rel.into() });
+                return Err(ArtifactError::UnlistedPayload {
+                    path: path(),
+                    entry: rel.into(),
+                });
             };
             if !seen.insert(rel.to_string()) {
-                return Err(ArtifactError::DuplicatePayload { path: path(), entry: rel.into() });
+                return Err(ArtifactError::DuplicatePayload {
+                    path: path(),
+                    entry: rel.into(),
+                });
             }
             if entry.size() != payload.length {
                 return Err(ArtifactError::PayloadLengthMismatch {
@@ -198,7 +254,10 @@ impl<'a> ArtifactReader<'a> {
             }
         }
         match manifest.payloads.iter().find(|p| !seen.contains(&p.path)) {
-            Some(missing) => Err(ArtifactError::MissingPayload { path: self.path.into(), entry: missing.path.clone() }),
+            Some(missing) => Err(ArtifactError::MissingPayload {
+                path: self.path.into(),
+                entry: missing.path.clone(),
+            }),
             None => Ok(()),
         }
     }

@@ -1,10 +1,10 @@
 //! Verified extraction of an artifact into a new directory.
 
+use super::UNPACKED_MANIFEST_NAME;
 use super::error::ArtifactError;
 use super::manifest::Manifest;
 use super::reader::ArtifactFile;
 use super::trust::trusted_manifest;
-use super::UNPACKED_MANIFEST_NAME;
 use crate::keys::PublicKey;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -17,11 +17,21 @@ use std::path::Path;
 /// Writes the exact signed manifest bytes to `dest/.ferry-manifest.json`.
 ///
 /// On any error `dest` is removed (unless it existed before, which is itself an error).
-pub fn unpack_verified(path: &Path, trusted: &[PublicKey], dest: &Path) -> Result<Manifest, ArtifactError> {
+pub fn unpack_verified(
+    path: &Path,
+    trusted: &[PublicKey],
+    dest: &Path,
+) -> Result<Manifest, ArtifactError> {
     if fs::symlink_metadata(dest).is_ok() {
         return Err(ArtifactError::DestinationExists { dest: dest.into() });
     }
-    let dest_io = |action: &'static str| move |source| ArtifactError::Io { path: dest.into(), action: action.into(), source };
+    let dest_io = |action: &'static str| {
+        move |source| ArtifactError::Io {
+            path: dest.into(),
+            action: action.into(),
+            source,
+        }
+    };
     if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(dest_io("create the destination's parent directory"))?;
     }
@@ -47,7 +57,11 @@ fn unpack_into(path: &Path, trusted: &[PublicKey], dest: &Path) -> Result<Manife
         let target = dest.join(&payload.path);
         let io_err = |action: &str| {
             let action = format!("{action} for payload {}", payload.path);
-            |source| ArtifactError::Io { path: target.clone(), action, source }
+            |source| ArtifactError::Io {
+                path: target.clone(),
+                action,
+                source,
+            }
         };
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent).map_err(io_err("create the directory"))?;
@@ -60,7 +74,8 @@ fn unpack_into(path: &Path, trusted: &[PublicKey], dest: &Path) -> Result<Manife
             .map_err(io_err("create the file"))?;
         io::copy(data, &mut out).map_err(io_err("write the file"))?;
         out.flush().map_err(io_err("write the file"))?;
-        out.set_permissions(fs::Permissions::from_mode(payload.mode & 0o777)).map_err(io_err("set the mode"))?;
+        out.set_permissions(fs::Permissions::from_mode(payload.mode & 0o777))
+            .map_err(io_err("set the mode"))?;
         out.sync_all().map_err(io_err("sync the file"))
     })?;
     let manifest_path = dest.join(UNPACKED_MANIFEST_NAME);
@@ -69,10 +84,12 @@ fn unpack_into(path: &Path, trusted: &[PublicKey], dest: &Path) -> Result<Manife
         action: "write the unpacked manifest".into(),
         source,
     })?;
-    File::open(dest).and_then(|d| d.sync_all()).map_err(|source| ArtifactError::Io {
-        path: dest.into(),
-        action: "sync the destination directory".into(),
-        source,
-    })?;
+    File::open(dest)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| ArtifactError::Io {
+            path: dest.into(),
+            action: "sync the destination directory".into(),
+            source,
+        })?;
     Ok(manifest)
 }

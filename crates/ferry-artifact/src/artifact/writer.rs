@@ -42,7 +42,52 @@ pub(crate) fn write_head<W: Write>(
     manifest_bytes: &[u8],
     signatures: &[Signature],
 ) -> io::Result<()> {
-    append_file(builder, MANIFEST_NAME, manifest_bytes.len() as u64, 0o644, manifest_bytes)?;
+    append_file(
+        builder,
+        MANIFEST_NAME,
+        manifest_bytes.len() as u64,
+        0o644,
+        manifest_bytes,
+    )?;
     let sigs = signatures_json(signatures);
-    append_file(builder, SIGNATURES_NAME, sigs.len() as u64, 0o644, sigs.as_slice())
+    append_file(
+        builder,
+        SIGNATURES_NAME,
+        sigs.len() as u64,
+        0o644,
+        sigs.as_slice(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_deterministic_ustar_regular_files() {
+        let h = header("payload/bin/app", 12, 0o755).unwrap();
+        assert!(h.as_ustar().is_some());
+        assert_eq!(h.entry_type(), tar::EntryType::Regular);
+        assert_eq!(
+            (
+                h.size().unwrap(),
+                h.mode().unwrap(),
+                h.mtime().unwrap(),
+                h.uid().unwrap()
+            ),
+            (12, 0o755, 0, 0)
+        );
+        assert_eq!(
+            h.as_bytes(),
+            header("payload/bin/app", 12, 0o755).unwrap().as_bytes()
+        );
+    }
+
+    #[test]
+    fn long_paths_use_the_ustar_prefix_and_overlong_names_fail() {
+        let long = format!("payload/{}/file", "d".repeat(120));
+        let h = header(&long, 0, 0o644).unwrap();
+        assert_eq!(h.path_bytes().as_ref(), long.as_bytes());
+        assert!(header(&format!("payload/{}", "n".repeat(101)), 0, 0o644).is_err());
+    }
 }

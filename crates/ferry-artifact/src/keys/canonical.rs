@@ -90,7 +90,10 @@ impl Encoder {
         let text = n.to_string();
         if !(n.is_i64() || n.is_u64()) && self.first_float.is_none() {
             let pointer = self.path.iter().map(|p| format!("/{p}")).collect();
-            self.first_float = Some(CanonicalJsonError { pointer, number: text.clone() });
+            self.first_float = Some(CanonicalJsonError {
+                pointer,
+                number: text.clone(),
+            });
         }
         self.out.extend_from_slice(text.as_bytes());
     }
@@ -129,7 +132,10 @@ mod tests {
     #[test]
     fn sorts_keys_by_code_point_at_every_level() {
         let v = json!({"b": {"z": 1, "a": 2}, "a": null, "B": true, "é": 1, "e": false});
-        assert_eq!(canon(v), r#"{"B":true,"a":null,"b":{"a":2,"z":1},"e":false,"é":1}"#);
+        assert_eq!(
+            canon(v),
+            r#"{"B":true,"a":null,"b":{"a":2,"z":1},"e":false,"é":1}"#
+        );
     }
 
     #[test]
@@ -140,7 +146,10 @@ mod tests {
 
     #[test]
     fn writes_negative_and_large_integers_in_decimal() {
-        assert_eq!(canon(json!([-5, u64::MAX, i64::MIN])), format!("[-5,{},{}]", u64::MAX, i64::MIN));
+        assert_eq!(
+            canon(json!([-5, u64::MAX, i64::MIN])),
+            format!("[-5,{},{}]", u64::MAX, i64::MIN)
+        );
     }
 
     #[test]
@@ -174,7 +183,8 @@ mod tests {
             Value::Array(a) => a.iter().all(keys_sorted_everywhere),
             Value::Object(m) => {
                 let keys: Vec<&String> = m.keys().collect();
-                keys.windows(2).all(|w| w[0].as_bytes() < w[1].as_bytes()) && m.values().all(keys_sorted_everywhere)
+                keys.windows(2).all(|w| w[0].as_bytes() < w[1].as_bytes())
+                    && m.values().all(keys_sorted_everywhere)
             }
             _ => true,
         }

@@ -41,7 +41,9 @@ impl PublicKey {
         PublicKey {
             keytype: ED25519.to_string(),
             scheme: ED25519.to_string(),
-            keyval: KeyVal { public: hex::encode(bytes) },
+            keyval: KeyVal {
+                public: hex::encode(bytes),
+            },
             unrecognized: Map::new(),
         }
     }
@@ -65,24 +67,35 @@ impl PublicKey {
     /// The raw ed25519 verifying key.
     pub fn ed25519_key(&self) -> Result<ed25519_dalek::VerifyingKey, KeyError> {
         if self.keytype != ED25519 || self.scheme != ED25519 {
-            return Err(KeyError::Unsupported { keytype: self.keytype.clone(), scheme: self.scheme.clone() });
+            return Err(KeyError::Unsupported {
+                keytype: self.keytype.clone(),
+                scheme: self.scheme.clone(),
+            });
         }
         let bytes = decode_fixed::<32>("public key", &self.keyval.public)?;
-        ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-            .map_err(|e| KeyError::Malformed { what: "public key", reason: e.to_string() })
+        ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|e| KeyError::Malformed {
+            what: "public key",
+            reason: e.to_string(),
+        })
     }
 
     /// Checks the hex signature `sig_hex` over `msg` (strict ed25519 verification).
     pub fn verify(&self, msg: &[u8], sig_hex: &str) -> Result<(), KeyError> {
         let key = self.ed25519_key()?;
         let sig = ed25519_dalek::Signature::from_bytes(&decode_fixed::<64>("signature", sig_hex)?);
-        key.verify_strict(msg, &sig).map_err(|_| KeyError::BadSignature { keyid: self.key_id() })
+        key.verify_strict(msg, &sig)
+            .map_err(|_| KeyError::BadSignature {
+                keyid: self.key_id(),
+            })
     }
 
     /// Writes the key object as JSON to `path` (atomically, mode 0644).
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {
-        let mut text = serde_json::to_vec_pretty(&self.to_json())
-            .map_err(|e| KeyError::Format { path: path.to_path_buf(), reason: e.to_string() })?;
+        let mut text =
+            serde_json::to_vec_pretty(&self.to_json()).map_err(|e| KeyError::Format {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
         text.push(b'\n');
         write_atomic(path, &text, 0o644).map_err(|source| KeyError::Io {
             path: path.to_path_buf(),
@@ -98,19 +111,34 @@ impl PublicKey {
             action: "read the public key file",
             source,
         })?;
-        let key: PublicKey = serde_json::from_slice(&bytes)
-            .map_err(|e| KeyError::Format { path: path.to_path_buf(), reason: e.to_string() })?;
-        key.ed25519_key().map_err(|e| KeyError::Format { path: path.to_path_buf(), reason: e.to_string() })?;
+        let key: PublicKey = serde_json::from_slice(&bytes).map_err(|e| KeyError::Format {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        key.ed25519_key().map_err(|e| KeyError::Format {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         Ok(key)
     }
 }
 
 /// Decodes exactly `N` bytes of hex.
-pub(crate) fn decode_fixed<const N: usize>(what: &'static str, text: &str) -> Result<[u8; N], KeyError> {
-    let bytes = hex::decode(text).map_err(|e| KeyError::Malformed { what, reason: format!("not hex: {e}") })?;
+pub(crate) fn decode_fixed<const N: usize>(
+    what: &'static str,
+    text: &str,
+) -> Result<[u8; N], KeyError> {
+    let bytes = hex::decode(text).map_err(|e| KeyError::Malformed {
+        what,
+        reason: format!("not hex: {e}"),
+    })?;
     bytes.try_into().map_err(|b: Vec<u8>| KeyError::Malformed {
         what,
-        reason: format!("expected {N} bytes ({} hex digits), found {} bytes", N * 2, b.len()),
+        reason: format!(
+            "expected {N} bytes ({} hex digits), found {} bytes",
+            N * 2,
+            b.len()
+        ),
     })
 }
 
@@ -127,14 +155,19 @@ mod tests {
             r#"{{"keytype":"ed25519","keyval":{{"public":"{}"}},"scheme":"ed25519"}}"#,
             hex::encode([7u8; 32])
         );
-        assert_eq!(key.key_id(), hex::encode(Sha256::digest(canonical.as_bytes())));
+        assert_eq!(
+            key.key_id(),
+            hex::encode(Sha256::digest(canonical.as_bytes()))
+        );
     }
 
     #[test]
     fn key_id_covers_unrecognized_fields_like_legacy_keyid_hash_algorithms() {
         let plain = PublicKey::ed25519(&[1u8; 32]);
         let mut legacy = plain.clone();
-        legacy.unrecognized.insert("keyid_hash_algorithms".into(), json!(["sha256", "sha512"]));
+        legacy
+            .unrecognized
+            .insert("keyid_hash_algorithms".into(), json!(["sha256", "sha512"]));
         assert_ne!(plain.key_id(), legacy.key_id());
         let reparsed: PublicKey = serde_json::from_value(legacy.to_json()).unwrap();
         assert_eq!(reparsed.key_id(), legacy.key_id());
@@ -146,12 +179,18 @@ mod tests {
         let sig = sk.sign(b"hello");
         sk.public().verify(b"hello", &sig.sig).unwrap();
         let err = sk.public().verify(b"hellO", &sig.sig).unwrap_err();
-        assert!(matches!(err, KeyError::BadSignature { ref keyid } if *keyid == sk.public().key_id()), "{err}");
+        assert!(
+            matches!(err, KeyError::BadSignature { ref keyid } if *keyid == sk.public().key_id()),
+            "{err}"
+        );
     }
 
     #[test]
     fn rejects_malformed_signature_hex_with_expected_length() {
-        let err = SigningKey::generate().public().verify(b"m", "abcd").unwrap_err();
+        let err = SigningKey::generate()
+            .public()
+            .verify(b"m", "abcd")
+            .unwrap_err();
         assert!(err.to_string().contains("expected 64 bytes"), "{err}");
     }
 
@@ -172,14 +211,21 @@ mod tests {
         key.save(&path).unwrap();
         assert_eq!(PublicKey::load(&path).unwrap(), key);
         let written: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        assert_eq!(written, json!({"keytype": "ed25519", "scheme": "ed25519", "keyval": {"public": key.keyval.public}}));
+        assert_eq!(
+            written,
+            json!({"keytype": "ed25519", "scheme": "ed25519", "keyval": {"public": key.keyval.public}})
+        );
     }
 
     #[test]
     fn loading_a_garbled_public_key_names_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.pub");
-        std::fs::write(&path, r#"{"keytype":"ed25519","scheme":"ed25519","keyval":{"public":"zz"}}"#).unwrap();
+        std::fs::write(
+            &path,
+            r#"{"keytype":"ed25519","scheme":"ed25519","keyval":{"public":"zz"}}"#,
+        )
+        .unwrap();
         let err = PublicKey::load(&path).unwrap_err().to_string();
         assert!(err.contains("bad.pub") && err.contains("not hex"), "{err}");
     }

@@ -42,7 +42,11 @@ impl SigningKey {
         let inner = ed25519_dalek::SigningKey::from_bytes(seed);
         let public = PublicKey::ed25519(inner.verifying_key().as_bytes());
         let key_id = public.key_id();
-        SigningKey { inner, public, key_id }
+        SigningKey {
+            inner,
+            public,
+            key_id,
+        }
     }
 
     /// The public key object.
@@ -57,7 +61,10 @@ impl SigningKey {
 
     /// Signs `msg`; the signature carries this key's id and the hex signature.
     pub fn sign(&self, msg: &[u8]) -> Signature {
-        Signature { keyid: self.key_id.clone(), sig: hex::encode(self.inner.sign(msg).to_bytes()) }
+        Signature {
+            keyid: self.key_id.clone(),
+            sig: hex::encode(self.inner.sign(msg).to_bytes()),
+        }
     }
 
     /// Writes the key file to `path` atomically with mode 0600.
@@ -70,8 +77,10 @@ impl SigningKey {
                 private: hex::encode(self.inner.to_bytes()),
             },
         };
-        let mut text = serde_json::to_vec_pretty(&file)
-            .map_err(|e| KeyError::Format { path: path.to_path_buf(), reason: e.to_string() })?;
+        let mut text = serde_json::to_vec_pretty(&file).map_err(|e| KeyError::Format {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         text.push(b'\n');
         write_atomic(path, &text, 0o600).map_err(|source| KeyError::Io {
             path: path.to_path_buf(),
@@ -87,15 +96,29 @@ impl SigningKey {
             action: "read the private key file",
             source,
         })?;
-        let format = |reason: String| KeyError::Format { path: path.to_path_buf(), reason };
+        let format = |reason: String| KeyError::Format {
+            path: path.to_path_buf(),
+            reason,
+        };
         let file: KeyFile = serde_json::from_slice(&bytes).map_err(|e| format(e.to_string()))?;
         if file.keytype != ED25519 || file.scheme != ED25519 {
-            return Err(KeyError::Unsupported { keytype: file.keytype, scheme: file.scheme });
+            return Err(KeyError::Unsupported {
+                keytype: file.keytype,
+                scheme: file.scheme,
+            });
         }
-        let seed = decode_fixed::<32>("private key", &file.keyval.private).map_err(|e| format(e.to_string()))?;
+        let seed = decode_fixed::<32>("private key", &file.keyval.private)
+            .map_err(|e| format(e.to_string()))?;
         let key = SigningKey::from_seed(&seed);
-        if !key.public.keyval.public.eq_ignore_ascii_case(&file.keyval.public) {
-            return Err(KeyError::PublicMismatch { path: path.to_path_buf() });
+        if !key
+            .public
+            .keyval
+            .public
+            .eq_ignore_ascii_case(&file.keyval.public)
+        {
+            return Err(KeyError::PublicMismatch {
+                path: path.to_path_buf(),
+            });
         }
         Ok(key)
     }
@@ -103,7 +126,9 @@ impl SigningKey {
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKey").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -118,7 +143,10 @@ mod tests {
         let path = dir.path().join("release.key");
         let key = SigningKey::generate();
         key.save(&path).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let loaded = SigningKey::load(&path).unwrap();
         assert_eq!(loaded.key_id(), key.key_id());
         assert_eq!(loaded.sign(b"x").sig, key.sign(b"x").sig);
@@ -142,16 +170,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k.json");
         SigningKey::generate().save(&path).unwrap();
-        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         v["keyval"]["public"] = SigningKey::generate().public().keyval.public.into();
         std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
-        assert!(matches!(SigningKey::load(&path), Err(KeyError::PublicMismatch { .. })));
+        assert!(matches!(
+            SigningKey::load(&path),
+            Err(KeyError::PublicMismatch { .. })
+        ));
     }
 
     #[test]
     fn missing_key_file_error_names_the_path() {
-        let err = SigningKey::load(Path::new("/nonexistent/ferry.key")).unwrap_err().to_string();
-        assert!(err.contains("/nonexistent/ferry.key") && err.contains("read the private key file"), "{err}");
+        let err = SigningKey::load(Path::new("/nonexistent/ferry.key"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/nonexistent/ferry.key") && err.contains("read the private key file"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -24,12 +24,15 @@ pub(crate) struct Envelope<T> {
 pub(crate) fn parse<T: RoleMetadata>(bytes: &[u8]) -> Result<Envelope<T>, TufError> {
     let role = T::ROLE;
     let malformed = |reason: String| TufError::Malformed { role, reason };
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| malformed(format!("not JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| malformed(format!("not JSON: {e}")))?;
     let Value::Object(mut top) = value else {
         return Err(malformed("the file is not a JSON object".into()));
     };
     let signatures: Vec<Signature> = match top.remove("signatures") {
-        Some(sigs) => serde_json::from_value(sigs).map_err(|e| malformed(format!("signatures: {e}")))?,
+        Some(sigs) => {
+            serde_json::from_value(sigs).map_err(|e| malformed(format!("signatures: {e}")))?
+        }
         None => return Err(malformed("no \"signatures\" member".into())),
     };
     let signed = match top.remove("signed") {
@@ -39,7 +42,12 @@ pub(crate) fn parse<T: RoleMetadata>(bytes: &[u8]) -> Result<Envelope<T>, TufErr
     };
     match signed.get("_type") {
         Some(Value::String(t)) if t == role.as_str() => {}
-        Some(Value::String(t)) => return Err(TufError::WrongType { expected: role, found: t.clone() }),
+        Some(Value::String(t)) => {
+            return Err(TufError::WrongType {
+                expected: role,
+                found: t.clone(),
+            });
+        }
         _ => return Err(malformed("\"_type\" is missing or not a string".into())),
     }
     let canonical = try_canonical_json(&signed).map_err(|e| malformed(e.to_string()))?;
@@ -48,26 +56,43 @@ pub(crate) fn parse<T: RoleMetadata>(bytes: &[u8]) -> Result<Envelope<T>, TufErr
         return Err(malformed("version must be at least 1".into()));
     }
     if !supported_spec_version(signed.spec_version()) {
-        return Err(TufError::SpecVersion { role, version: signed.version(), found: signed.spec_version().into() });
+        return Err(TufError::SpecVersion {
+            role,
+            version: signed.version(),
+            found: signed.spec_version().into(),
+        });
     }
-    Ok(Envelope { signed, signatures, canonical })
+    Ok(Envelope {
+        signed,
+        signatures,
+        canonical,
+    })
 }
 
 /// Checks that a root's role definitions are usable: all four roles, thresholds ≥ 1, unique key ids.
 pub(crate) fn validate_root(root: &Root) -> Result<(), TufError> {
-    let invalid = |reason: String| TufError::InvalidRoot { version: root.version, reason };
+    let invalid = |reason: String| TufError::InvalidRoot {
+        version: root.version,
+        reason,
+    };
     let names: BTreeSet<&str> = root.roles.keys().map(String::as_str).collect();
     let wanted: BTreeSet<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
     if names != wanted {
-        return Err(invalid(format!("roles are {names:?}, expected exactly {wanted:?}")));
+        return Err(invalid(format!(
+            "roles are {names:?}, expected exactly {wanted:?}"
+        )));
     }
     for (name, role) in &root.roles {
         if role.threshold == 0 {
-            return Err(invalid(format!("role {name} has threshold 0 (must be at least 1)")));
+            return Err(invalid(format!(
+                "role {name} has threshold 0 (must be at least 1)"
+            )));
         }
         let unique: BTreeSet<&String> = role.keyids.iter().collect();
         if unique.len() != role.keyids.len() {
-            return Err(invalid(format!("role {name} lists a key id more than once")));
+            return Err(invalid(format!(
+                "role {name} lists a key id more than once"
+            )));
         }
     }
     Ok(())
@@ -89,7 +114,8 @@ pub fn sign_metadata(signed: &Value, keys: &[&SigningKey]) -> Vec<u8> {
     let mut file = Map::new();
     file.insert("signatures".into(), Value::Array(signatures));
     file.insert("signed".into(), signed.clone());
-    let mut bytes = serde_json::to_vec_pretty(&Value::Object(file)).expect("a JSON value always serializes");
+    let mut bytes =
+        serde_json::to_vec_pretty(&Value::Object(file)).expect("a JSON value always serializes");
     bytes.push(b'\n');
     bytes
 }
@@ -110,14 +136,19 @@ mod tests {
         let bytes = sign_metadata(&ts_value(), &[&key]);
         let env = parse::<Timestamp>(&bytes).unwrap();
         assert_eq!(env.canonical, canonical_json(&ts_value()));
-        key.public().verify(&env.canonical, &env.signatures[0].sig).unwrap();
+        key.public()
+            .verify(&env.canonical, &env.signatures[0].sig)
+            .unwrap();
     }
 
     #[test]
     fn rejects_metadata_of_another_role() {
         let bytes = sign_metadata(&ts_value(), &[&SigningKey::generate()]);
         let err = parse::<Root>(&bytes).unwrap_err();
-        assert!(matches!(err, TufError::WrongType { expected: Role::Root, ref found } if found == "timestamp"), "{err}");
+        assert!(
+            matches!(err, TufError::WrongType { expected: Role::Root, ref found } if found == "timestamp"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -140,7 +171,13 @@ mod tests {
     fn rejects_version_zero_and_non_json() {
         let mut v = ts_value();
         v["version"] = 0.into();
-        assert!(matches!(parse::<Timestamp>(&sign_metadata(&v, &[])), Err(TufError::Malformed { .. })));
-        assert!(matches!(parse::<Timestamp>(b"<html>"), Err(TufError::Malformed { .. })));
+        assert!(matches!(
+            parse::<Timestamp>(&sign_metadata(&v, &[])),
+            Err(TufError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse::<Timestamp>(b"<html>"),
+            Err(TufError::Malformed { .. })
+        ));
     }
 }

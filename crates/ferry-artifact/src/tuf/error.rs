@@ -19,7 +19,9 @@ pub enum TufError {
         reason: String,
     },
     /// `_type` names another role (metadata of one role offered as another).
-    #[error("expected {expected} metadata but the file's _type is '{found}'; a file was served under the wrong name")]
+    #[error(
+        "expected {expected} metadata but the file's _type is '{found}'; a file was served under the wrong name"
+    )]
     WrongType {
         /// Role being loaded.
         expected: Role,
@@ -27,7 +29,9 @@ pub enum TufError {
         found: String,
     },
     /// `spec_version` is not a TUF 1.x version.
-    #[error("{role} v{version}: spec_version '{found}' is not supported (Ferry reads TUF 1.x metadata)")]
+    #[error(
+        "{role} v{version}: spec_version '{found}' is not supported (Ferry reads TUF 1.x metadata)"
+    )]
     SpecVersion {
         /// Role being loaded.
         role: Role,
@@ -89,7 +93,9 @@ pub enum TufError {
         now: DateTime<Utc>,
     },
     /// A metadata version lower than the trusted one (rollback attack).
-    #[error("{role} version {found} is older than trusted version {trusted}; refusing a rollback to old metadata")]
+    #[error(
+        "{role} version {found} is older than trusted version {trusted}; refusing a rollback to old metadata"
+    )]
     VersionRollback {
         /// Role offered.
         role: Role,
@@ -110,7 +116,9 @@ pub enum TufError {
         version: u64,
     },
     /// Timestamp lists an older snapshot than the trusted timestamp did.
-    #[error("timestamp v{timestamp_version} names snapshot version {found}, older than trusted snapshot version {trusted}; refusing a rollback")]
+    #[error(
+        "timestamp v{timestamp_version} names snapshot version {found}, older than trusted snapshot version {trusted}; refusing a rollback"
+    )]
     SnapshotVersionRollback {
         /// The new timestamp's version.
         timestamp_version: u64,
@@ -120,7 +128,9 @@ pub enum TufError {
         found: u64,
     },
     /// A new snapshot dropped a metadata file the trusted snapshot listed.
-    #[error("snapshot v{snapshot_version} no longer lists {file}, which the trusted snapshot listed; refusing it")]
+    #[error(
+        "snapshot v{snapshot_version} no longer lists {file}, which the trusted snapshot listed; refusing it"
+    )]
     MetaRemoved {
         /// The new snapshot's version.
         snapshot_version: u64,
@@ -128,7 +138,9 @@ pub enum TufError {
         file: String,
     },
     /// A new snapshot lists an older version of a metadata file (rollback attack).
-    #[error("snapshot v{snapshot_version} lists {file} version {found}, older than trusted version {trusted}; refusing a rollback")]
+    #[error(
+        "snapshot v{snapshot_version} lists {file} version {found}, older than trusted version {trusted}; refusing a rollback"
+    )]
     MetaVersionRollback {
         /// The new snapshot's version.
         snapshot_version: u64,
@@ -140,7 +152,9 @@ pub enum TufError {
         found: u64,
     },
     /// Metadata whose version differs from what the listing role says (mix-and-match attack).
-    #[error("{listed_by} lists {role} version {expected} but the {role} file is version {found}; the repository is inconsistent or under a mix-and-match attack")]
+    #[error(
+        "{listed_by} lists {role} version {expected} but the {role} file is version {found}; the repository is inconsistent or under a mix-and-match attack"
+    )]
     VersionMismatch {
         /// The role loaded.
         role: Role,
@@ -160,7 +174,9 @@ pub enum TufError {
         file: String,
     },
     /// Length differs from the signed metadata.
-    #[error("{what}: length {found} does not match the signed length {expected}; the file is truncated, padded or was replaced — re-download it")]
+    #[error(
+        "{what}: length {found} does not match the signed length {expected}; the file is truncated, padded or was replaced — re-download it"
+    )]
     LengthMismatch {
         /// What was checked, e.g. `target main/1.2.0.ferry`.
         what: String,
@@ -170,7 +186,9 @@ pub enum TufError {
         found: u64,
     },
     /// Hash differs from the signed metadata.
-    #[error("{what}: {algorithm} {found} does not match the signed {expected}; the file is corrupt or was tampered with — re-download it")]
+    #[error(
+        "{what}: {algorithm} {found} does not match the signed {expected}; the file is corrupt or was tampered with — re-download it"
+    )]
     HashMismatch {
         /// What was checked.
         what: String,
@@ -182,7 +200,9 @@ pub enum TufError {
         found: String,
     },
     /// Signed metadata lists a hash algorithm Ferry cannot check.
-    #[error("{what}: hash algorithm '{algorithm}' is not supported (Ferry checks sha256 and sha512); ask the repository to list sha256")]
+    #[error(
+        "{what}: hash algorithm '{algorithm}' is not supported (Ferry checks sha256 and sha512); ask the repository to list sha256"
+    )]
     UnsupportedHash {
         /// What was checked.
         what: String,
@@ -206,7 +226,9 @@ pub enum TufError {
         reason: &'static str,
     },
     /// The target is not in the trusted targets metadata.
-    #[error("target '{name}' is not listed in trusted targets v{targets_version}; it was never released or was removed")]
+    #[error(
+        "target '{name}' is not listed in trusted targets v{targets_version}; it was never released or was removed"
+    )]
     TargetNotFound {
         /// Target name asked for.
         name: String,
@@ -222,7 +244,9 @@ pub enum TufError {
         reason: String,
     },
     /// A repository file that must exist is missing.
-    #[error("repository file {file} is missing; restore the TUF directory from backup or recreate the repository")]
+    #[error(
+        "repository file {file} is missing; restore the TUF directory from backup or recreate the repository"
+    )]
     MissingFile {
         /// File name.
         file: String,

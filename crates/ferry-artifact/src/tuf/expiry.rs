@@ -38,3 +38,17 @@ impl Expiry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_lifetimes() {
+        let e = Expiry::default();
+        assert_eq!(e.for_role(Role::Root), TimeDelta::days(365));
+        assert_eq!(e.for_role(Role::Targets), TimeDelta::days(90));
+        assert_eq!(e.for_role(Role::Snapshot), TimeDelta::days(7));
+        assert_eq!(e.for_role(Role::Timestamp), TimeDelta::days(1));
+    }
+}

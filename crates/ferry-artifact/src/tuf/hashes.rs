@@ -40,7 +40,10 @@ impl Digests {
         let mut digests = Digests::default();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let n = reader.read(&mut buf).map_err(|source| TufError::Io { what: what.to_string(), source })?;
+            let n = reader.read(&mut buf).map_err(|source| TufError::Io {
+                what: what.to_string(),
+                source,
+            })?;
             if n == 0 {
                 return Ok(digests.finish());
             }
@@ -77,16 +80,26 @@ pub(crate) fn check(
     if let Some(expected) = length
         && expected != observed.length
     {
-        return Err(TufError::LengthMismatch { what: what.into(), expected, found: observed.length });
+        return Err(TufError::LengthMismatch {
+            what: what.into(),
+            expected,
+            found: observed.length,
+        });
     }
     let Some(hashes) = hashes else { return Ok(()) };
     if hashes.is_empty() {
-        return Err(TufError::NoHash { what: what.into(), needed: "sha256 or sha512" });
+        return Err(TufError::NoHash {
+            what: what.into(),
+            needed: "sha256 or sha512",
+        });
     }
     for (algorithm, expected) in hashes {
         let found = observed
             .get(algorithm)
-            .ok_or_else(|| TufError::UnsupportedHash { what: what.into(), algorithm: algorithm.clone() })?;
+            .ok_or_else(|| TufError::UnsupportedHash {
+                what: what.into(),
+                algorithm: algorithm.clone(),
+            })?;
         if !found.eq_ignore_ascii_case(expected) {
             return Err(TufError::HashMismatch {
                 what: what.into(),
@@ -104,7 +117,10 @@ mod tests {
     use super::*;
 
     fn hashes(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(a, h)| (a.to_string(), h.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, h)| (a.to_string(), h.to_string()))
+            .collect()
     }
 
     #[test]
@@ -118,16 +134,31 @@ mod tests {
     fn rejects_unsupported_algorithm_and_empty_hashes() {
         let d = Digests::of(b"abc");
         let err = check("x", &d, None, Some(&hashes(&[("md5", "00")]))).unwrap_err();
-        assert!(matches!(err, TufError::UnsupportedHash { ref algorithm, .. } if algorithm == "md5"));
-        assert!(matches!(check("x", &d, None, Some(&BTreeMap::new())), Err(TufError::NoHash { .. })));
+        assert!(
+            matches!(err, TufError::UnsupportedHash { ref algorithm, .. } if algorithm == "md5")
+        );
+        assert!(matches!(
+            check("x", &d, None, Some(&BTreeMap::new())),
+            Err(TufError::NoHash { .. })
+        ));
     }
 
     #[test]
     fn reports_expected_and_found() {
         let d = Digests::of(b"abc");
-        let err = check("target t", &d, None, Some(&hashes(&[("sha512", "00")]))).unwrap_err().to_string();
-        assert!(err.contains("target t") && err.contains(&d.sha512) && err.contains("00"), "{err}");
-        let err = check("target t", &d, Some(4), None).unwrap_err().to_string();
-        assert!(err.contains("length 3") && err.contains("signed length 4"), "{err}");
+        let err = check("target t", &d, None, Some(&hashes(&[("sha512", "00")])))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("target t") && err.contains(&d.sha512) && err.contains("00"),
+            "{err}"
+        );
+        let err = check("target t", &d, Some(4), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("length 3") && err.contains("signed length 4"),
+            "{err}"
+        );
     }
 }

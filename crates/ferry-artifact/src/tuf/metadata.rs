@@ -208,7 +208,9 @@ role_metadata!(Targets, Role::Targets);
 pub(crate) fn supported_spec_version(spec_version: &str) -> bool {
     let parts: Vec<&str> = spec_version.split('.').collect();
     (2..=3).contains(&parts.len())
-        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         && parts[0] == "1"
 }
 
@@ -232,9 +234,13 @@ mod tests {
 
     #[test]
     fn target_without_custom_omits_it_when_written() {
-        let t: TargetFile = serde_json::from_value(json!({"length": 1, "hashes": {"sha256": "00"}})).unwrap();
+        let t: TargetFile =
+            serde_json::from_value(json!({"length": 1, "hashes": {"sha256": "00"}})).unwrap();
         assert!(t.custom.is_null());
-        assert_eq!(serde_json::to_value(&t).unwrap(), json!({"length": 1, "hashes": {"sha256": "00"}}));
+        assert_eq!(
+            serde_json::to_value(&t).unwrap(),
+            json!({"length": 1, "hashes": {"sha256": "00"}})
+        );
     }
 
     #[test]

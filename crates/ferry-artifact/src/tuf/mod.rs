@@ -23,7 +23,8 @@ pub use envelope::sign_metadata;
 pub use error::TufError;
 pub use expiry::Expiry;
 pub use metadata::{
-    MetaFile, RoleKeys, RoleMetadata, Root, SPEC_VERSION, Signature, Signed, Snapshot, TargetFile, Targets, Timestamp,
+    MetaFile, RoleKeys, RoleMetadata, Root, SPEC_VERSION, Signature, Signed, Snapshot, TargetFile,
+    Targets, Timestamp,
 };
 pub use repo_keys::RepoKeys;
 pub use repository::Repository;

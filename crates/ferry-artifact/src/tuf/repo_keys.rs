@@ -80,7 +80,12 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
-        assert_eq!(names, ["root.key", "snapshot.key", "targets.key", "timestamp.key"].map(String::from).into());
+        assert_eq!(
+            names,
+            ["root.key", "snapshot.key", "targets.key", "timestamp.key"]
+                .map(String::from)
+                .into()
+        );
         let loaded = RepoKeys::load_dir(&dir.path().join("keys")).unwrap();
         for role in Role::ALL {
             assert_eq!(loaded.key(role).key_id(), keys.key(role).key_id());

@@ -4,7 +4,9 @@ use super::envelope::{parse, sign_metadata, to_json, validate_root};
 use super::error::TufError;
 use super::expiry::Expiry;
 use super::hashes::Digests;
-use super::metadata::{MetaFile, RoleKeys, Root, SPEC_VERSION, Snapshot, TargetFile, Targets, Timestamp};
+use super::metadata::{
+    MetaFile, RoleKeys, Root, SPEC_VERSION, Snapshot, TargetFile, Targets, Timestamp,
+};
 use super::repo_keys::RepoKeys;
 use super::role::Role;
 use super::target_info::invalid_target_name;
@@ -43,7 +45,11 @@ fn root_for(keys: &RepoKeys, version: u64, expires: DateTime<Utc>) -> Root {
         key_map.insert(key.key_id().to_string(), key.public());
         roles.insert(
             role.as_str().to_string(),
-            RoleKeys { keyids: vec![key.key_id().to_string()], threshold: 1, unrecognized: Map::new() },
+            RoleKeys {
+                keyids: vec![key.key_id().to_string()],
+                threshold: 1,
+                unrecognized: Map::new(),
+            },
         );
     }
     Root {
@@ -68,7 +74,10 @@ fn meta_for(version: u64, bytes: &[u8]) -> MetaFile {
     MetaFile {
         version,
         length: Some(bytes.len() as u64),
-        hashes: Some(BTreeMap::from([("sha256".to_string(), Digests::of(bytes).sha256)])),
+        hashes: Some(BTreeMap::from([(
+            "sha256".to_string(),
+            Digests::of(bytes).sha256,
+        )])),
         unrecognized: Map::new(),
     }
 }
@@ -104,7 +113,15 @@ impl Repository {
             meta: BTreeMap::new(),
             unrecognized: Map::new(),
         };
-        let mut repo = Repository { keys, expiry, root, targets, snapshot, timestamp, files: BTreeMap::new() };
+        let mut repo = Repository {
+            keys,
+            expiry,
+            root,
+            targets,
+            snapshot,
+            timestamp,
+            files: BTreeMap::new(),
+        };
         repo.publish_root(None);
         repo.publish_targets();
         repo.publish_snapshot();
@@ -115,11 +132,21 @@ impl Repository {
     /// Reloads a repository from the files [`Repository::files`] returned. Checks that every
     /// root version is present, that the current metadata is signed by the root's keys, and
     /// that `keys` are the keys the root trusts. Expiry is not checked (refresh afterwards).
-    pub fn from_files(keys: RepoKeys, expiry: Expiry, files: BTreeMap<String, Vec<u8>>) -> Result<Repository, TufError> {
+    pub fn from_files(
+        keys: RepoKeys,
+        expiry: Expiry,
+        files: BTreeMap<String, Vec<u8>>,
+    ) -> Result<Repository, TufError> {
         let get = |name: String| files.get(&name).ok_or(TufError::MissingFile { file: name });
         let root = parse::<Root>(get(Role::Root.file_name())?)?;
         validate_root(&root.signed)?;
-        check_threshold(Role::Root, root.signed.version, &root.canonical, &root.signatures, &root.signed)?;
+        check_threshold(
+            Role::Root,
+            root.signed.version,
+            &root.canonical,
+            &root.signatures,
+            &root.signed,
+        )?;
         for version in 1..=root.signed.version {
             get(Role::Root.versioned_file_name(version))?;
         }
@@ -137,13 +164,33 @@ impl Repository {
             }
         }
         let timestamp = parse::<Timestamp>(get(Role::Timestamp.file_name())?)?;
-        check_threshold(Role::Timestamp, timestamp.signed.version, &timestamp.canonical, &timestamp.signatures, &root)?;
-        let snapshot_version = listed_version(&timestamp.signed.meta, Role::Timestamp, Role::Snapshot)?;
-        let snapshot = parse::<Snapshot>(get(Role::Snapshot.versioned_file_name(snapshot_version))?)?;
-        check_threshold(Role::Snapshot, snapshot.signed.version, &snapshot.canonical, &snapshot.signatures, &root)?;
+        check_threshold(
+            Role::Timestamp,
+            timestamp.signed.version,
+            &timestamp.canonical,
+            &timestamp.signatures,
+            &root,
+        )?;
+        let snapshot_version =
+            listed_version(&timestamp.signed.meta, Role::Timestamp, Role::Snapshot)?;
+        let snapshot =
+            parse::<Snapshot>(get(Role::Snapshot.versioned_file_name(snapshot_version))?)?;
+        check_threshold(
+            Role::Snapshot,
+            snapshot.signed.version,
+            &snapshot.canonical,
+            &snapshot.signatures,
+            &root,
+        )?;
         let targets_version = listed_version(&snapshot.signed.meta, Role::Snapshot, Role::Targets)?;
         let targets = parse::<Targets>(get(Role::Targets.versioned_file_name(targets_version))?)?;
-        check_threshold(Role::Targets, targets.signed.version, &targets.canonical, &targets.signatures, &root)?;
+        check_threshold(
+            Role::Targets,
+            targets.signed.version,
+            &targets.canonical,
+            &targets.signatures,
+            &root,
+        )?;
         Ok(Repository {
             keys,
             expiry,
@@ -158,9 +205,16 @@ impl Repository {
     /// Publishes a new set of targets: new targets, snapshot and timestamp versions.
     /// Fails (changing nothing) on a target name that is not a safe relative path, a target
     /// without hashes, or `custom` data holding non-integer numbers (no canonical JSON form).
-    pub fn set_targets(&mut self, targets: BTreeMap<String, TargetFile>, now: DateTime<Utc>) -> Result<(), TufError> {
+    pub fn set_targets(
+        &mut self,
+        targets: BTreeMap<String, TargetFile>,
+        now: DateTime<Utc>,
+    ) -> Result<(), TufError> {
         for (name, target) in &targets {
-            let invalid = |reason: String| TufError::InvalidTarget { name: name.clone(), reason };
+            let invalid = |reason: String| TufError::InvalidTarget {
+                name: name.clone(),
+                reason,
+            };
             if let Some(reason) = invalid_target_name(name) {
                 return Err(invalid(reason));
             }
@@ -285,28 +339,43 @@ impl Repository {
         let mut signers = vec![&self.keys.root];
         signers.extend(previous_root_key);
         let bytes = sign_metadata(&to_json(&self.root), &signers);
-        self.files.insert(Role::Root.versioned_file_name(self.root.version), bytes.clone());
+        self.files.insert(
+            Role::Root.versioned_file_name(self.root.version),
+            bytes.clone(),
+        );
         self.files.insert(Role::Root.file_name(), bytes);
     }
 
     fn publish_targets(&mut self) {
         let bytes = sign_metadata(&to_json(&self.targets), &[&self.keys.targets]);
-        self.files.insert(Role::Targets.versioned_file_name(self.targets.version), bytes);
+        self.files.insert(
+            Role::Targets.versioned_file_name(self.targets.version),
+            bytes,
+        );
         self.prune(Role::Targets, self.targets.version);
     }
 
     fn publish_snapshot(&mut self) {
         let targets_bytes = &self.files[&Role::Targets.versioned_file_name(self.targets.version)];
-        self.snapshot.meta = BTreeMap::from([(Role::Targets.file_name(), meta_for(self.targets.version, targets_bytes))]);
+        self.snapshot.meta = BTreeMap::from([(
+            Role::Targets.file_name(),
+            meta_for(self.targets.version, targets_bytes),
+        )]);
         let bytes = sign_metadata(&to_json(&self.snapshot), &[&self.keys.snapshot]);
-        self.files.insert(Role::Snapshot.versioned_file_name(self.snapshot.version), bytes);
+        self.files.insert(
+            Role::Snapshot.versioned_file_name(self.snapshot.version),
+            bytes,
+        );
         self.prune(Role::Snapshot, self.snapshot.version);
     }
 
     fn publish_timestamp(&mut self) {
-        let snapshot_bytes = &self.files[&Role::Snapshot.versioned_file_name(self.snapshot.version)];
-        self.timestamp.meta =
-            BTreeMap::from([(Role::Snapshot.file_name(), meta_for(self.snapshot.version, snapshot_bytes))]);
+        let snapshot_bytes =
+            &self.files[&Role::Snapshot.versioned_file_name(self.snapshot.version)];
+        self.timestamp.meta = BTreeMap::from([(
+            Role::Snapshot.file_name(),
+            meta_for(self.snapshot.version, snapshot_bytes),
+        )]);
         let bytes = sign_metadata(&to_json(&self.timestamp), &[&self.keys.timestamp]);
         self.files.insert(Role::Timestamp.file_name(), bytes);
     }
@@ -314,15 +383,71 @@ impl Repository {
     /// Drops versions of `role` older than the last [`KEEP_VERSIONS`].
     fn prune(&mut self, role: Role, current: u64) {
         let suffix = format!(".{}.json", role.as_str());
-        self.files.retain(|name, _| match name.strip_suffix(&suffix).and_then(|v| v.parse::<u64>().ok()) {
-            Some(version) => version + KEEP_VERSIONS > current,
-            None => true,
+        self.files.retain(|name, _| {
+            match name
+                .strip_suffix(&suffix)
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                Some(version) => version + KEEP_VERSIONS > current,
+                None => true,
+            }
         });
     }
 }
 
 /// The version `listing` lists for `role`'s file.
-fn listed_version(meta: &BTreeMap<String, MetaFile>, listing: Role, role: Role) -> Result<u64, TufError> {
+fn listed_version(
+    meta: &BTreeMap<String, MetaFile>,
+    listing: Role,
+    role: Role,
+) -> Result<u64, TufError> {
     let file = role.file_name();
-    meta.get(&file).map(|m| m.version).ok_or(TufError::MissingMeta { listed_in: listing, file })
+    meta.get(&file)
+        .map(|m| m.version)
+        .ok_or(TufError::MissingMeta {
+            listed_in: listing,
+            file,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn due_means_at_most_half_the_lifetime_left() {
+        let lifetime = TimeDelta::hours(24);
+        let expires = now() + lifetime;
+        assert!(!due(expires, lifetime, now() + TimeDelta::hours(11)));
+        assert!(due(expires, lifetime, now() + TimeDelta::hours(12)));
+        assert!(due(expires, lifetime, now() + TimeDelta::hours(30)));
+    }
+
+    #[test]
+    fn expiry_times_drop_sub_second_precision() {
+        let repo = Repository::new(
+            RepoKeys::generate(),
+            Expiry::default(),
+            now() + TimeDelta::milliseconds(1500),
+        );
+        assert_eq!(
+            repo.timestamp().expires,
+            now() + TimeDelta::days(1) + TimeDelta::seconds(1)
+        );
+    }
+
+    #[test]
+    fn meta_entries_pin_version_length_and_sha256() {
+        let m = meta_for(3, b"abc");
+        assert_eq!((m.version, m.length), (3, Some(3)));
+        assert_eq!(
+            m.hashes.unwrap()["sha256"],
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 }

@@ -5,10 +5,11 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// A target entry for a file of `length` bytes with sha256 `sha256_hex`, carrying `custom`
-/// (Ferry uses `{"component":..,"version":..,"device_types":[..]}`). `name` is the target
-/// name it will be published under; it is the key of the targets map, not part of the entry.
-pub fn target_file(name: &str, length: u64, sha256_hex: &str, custom: Value) -> TargetFile {
-    debug_assert!(!name.is_empty() && !name.starts_with('/'), "target names are relative paths: {name:?}");
+/// (Ferry uses `{"component":..,"version":..,"device_types":[..]}`).
+///
+/// `_name` is the target name the entry will be published under; it is the key of the
+/// targets map rather than part of the entry, and [`super::Repository::set_targets`] checks it.
+pub fn target_file(_name: &str, length: u64, sha256_hex: &str, custom: Value) -> TargetFile {
     TargetFile {
         length,
         hashes: BTreeMap::from([("sha256".to_string(), sha256_hex.to_ascii_lowercase())]),
@@ -39,7 +40,10 @@ pub(crate) fn invalid_target_name(name: &str) -> Option<String> {
     if name.chars().any(|c| c.is_control() || c == '\\') {
         return Some("the name contains a control character or a backslash".into());
     }
-    if name.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+    if name
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
         return Some("every path segment must be non-empty and not . or ..".into());
     }
     None
@@ -52,7 +56,10 @@ mod tests {
 
     #[test]
     fn hash_prefix_goes_on_the_basename() {
-        assert_eq!(target_path_with_hash("main/1.2.0.ferry", "AB"), "main/ab.1.2.0.ferry");
+        assert_eq!(
+            target_path_with_hash("main/1.2.0.ferry", "AB"),
+            "main/ab.1.2.0.ferry"
+        );
         assert_eq!(target_path_with_hash("a/b/c.bin", "00"), "a/b/00.c.bin");
         assert_eq!(target_path_with_hash("top.bin", "ff"), "ff.top.bin");
     }

@@ -17,7 +17,10 @@ pub(crate) fn check_threshold(
     signatures: &[Signature],
     authority: &Root,
 ) -> Result<(), TufError> {
-    let invalid_root = |reason: String| TufError::InvalidRoot { version: authority.version, reason };
+    let invalid_root = |reason: String| TufError::InvalidRoot {
+        version: authority.version,
+        reason,
+    };
     let role_keys = authority
         .roles
         .get(role.as_str())
@@ -25,11 +28,15 @@ pub(crate) fn check_threshold(
     let mut valid_keyids: Vec<String> = Vec::new();
     let mut counted_keys: BTreeSet<String> = BTreeSet::new();
     for sig in signatures {
-        if !role_keys.keyids.contains(&sig.keyid) || valid_keyids.contains(&sig.keyid) {
+        if !role_keys.keyids.contains(&sig.keyid) {
             continue;
         }
-        let Some(key) = authority.keys.get(&sig.keyid) else { continue };
-        if key.verify(canonical, &sig.sig).is_ok() && counted_keys.insert(key.keyval.public.to_ascii_lowercase()) {
+        let Some(key) = authority.keys.get(&sig.keyid) else {
+            continue;
+        };
+        if key.verify(canonical, &sig.sig).is_ok()
+            && counted_keys.insert(key.keyval.public.to_ascii_lowercase())
+        {
             valid_keyids.push(sig.keyid.clone());
         }
     }
@@ -44,4 +51,73 @@ pub(crate) fn check_threshold(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::SigningKey;
+    use crate::tuf::metadata::RoleKeys;
+    use chrono::{TimeZone, Utc};
+    use serde_json::Map;
+    use std::collections::BTreeMap;
+
+    fn root(keys: &[(&str, &SigningKey)], threshold: u64) -> Root {
+        let role = RoleKeys {
+            keyids: keys.iter().map(|(id, _)| id.to_string()).collect(),
+            threshold,
+            unrecognized: Map::new(),
+        };
+        Root {
+            role_type: "root".into(),
+            spec_version: "1.0.31".into(),
+            version: 4,
+            expires: Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap(),
+            consistent_snapshot: Some(true),
+            keys: keys
+                .iter()
+                .map(|(id, k)| (id.to_string(), k.public()))
+                .collect(),
+            roles: BTreeMap::from([("snapshot".to_string(), role)]),
+            unrecognized: Map::new(),
+        }
+    }
+
+    fn sig(key: &SigningKey, keyid: &str, msg: &[u8]) -> Signature {
+        Signature {
+            keyid: keyid.into(),
+            sig: key.sign(msg).sig,
+        }
+    }
+
+    #[test]
+    fn counts_distinct_valid_keys_only() {
+        let (a, b) = (SigningKey::generate(), SigningKey::generate());
+        let authority = root(&[("a", &a), ("b", &b), ("a2", &a)], 2);
+        let msg = b"payload";
+        let check = |sigs: &[Signature]| check_threshold(Role::Snapshot, 7, msg, sigs, &authority);
+        check(&[sig(&a, "a", msg), sig(&b, "b", msg)]).unwrap();
+        for weak in [
+            vec![sig(&a, "a", msg), sig(&a, "a", msg)],
+            vec![sig(&a, "a", msg), sig(&a, "a2", msg)],
+            vec![sig(&a, "a", msg), sig(&b, "b", b"other")],
+            vec![sig(&a, "a", msg), sig(&b, "unlisted", msg)],
+        ] {
+            let err = check(&weak).unwrap_err();
+            assert!(
+                matches!(err, TufError::ThresholdNotMet { version: 7, root_version: 4, ref valid, .. } if valid.len() == 1),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn role_missing_from_root_is_reported() {
+        let a = SigningKey::generate();
+        let err = check_threshold(Role::Targets, 1, b"m", &[], &root(&[("a", &a)], 1)).unwrap_err();
+        assert!(
+            matches!(err, TufError::InvalidRoot { version: 4, .. }),
+            "{err}"
+        );
+    }
 }

@@ -22,9 +22,13 @@ pub(crate) fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok,
 
 pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
     let text = String::deserialize(d)?;
-    NaiveDateTime::parse_from_str(&text, FORMAT).map(|n| n.and_utc()).map_err(|e| {
-        serde::de::Error::custom(format!("expires '{text}' is not a TUF time (YYYY-MM-DDTHH:MM:SSZ): {e}"))
-    })
+    NaiveDateTime::parse_from_str(&text, FORMAT)
+        .map(|n| n.and_utc())
+        .map_err(|e| {
+            serde::de::Error::custom(format!(
+                "expires '{text}' is not a TUF time (YYYY-MM-DDTHH:MM:SSZ): {e}"
+            ))
+        })
 }
 
 #[cfg(test)]
@@ -40,13 +44,23 @@ mod tests {
     #[test]
     fn round_trips_the_python_tuf_layout() {
         let t: T = serde_json::from_str(r#"{"at":"2030-01-02T03:04:05Z"}"#).unwrap();
-        assert_eq!(serde_json::to_string(&t).unwrap(), r#"{"at":"2030-01-02T03:04:05Z"}"#);
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"at":"2030-01-02T03:04:05Z"}"#
+        );
     }
 
     #[test]
     fn refuses_other_layouts() {
-        for bad in ["2030-01-02T03:04:05.5Z", "2030-01-02T03:04:05+00:00", "2030-01-02 03:04:05Z"] {
-            assert!(serde_json::from_str::<T>(&format!(r#"{{"at":"{bad}"}}"#)).is_err(), "{bad} accepted");
+        for bad in [
+            "2030-01-02T03:04:05.5Z",
+            "2030-01-02T03:04:05+00:00",
+            "2030-01-02 03:04:05Z",
+        ] {
+            assert!(
+                serde_json::from_str::<T>(&format!(r#"{{"at":"{bad}"}}"#)).is_err(),
+                "{bad} accepted"
+            );
         }
     }
 }

@@ -33,13 +33,22 @@ pub struct TrustedSet {
 
 fn expiry_check<T: RoleMetadata>(signed: &T, now: DateTime<Utc>) -> Result<(), TufError> {
     if now >= signed.expires() {
-        return Err(TufError::Expired { role: T::ROLE, version: signed.version(), expires: signed.expires(), now });
+        return Err(TufError::Expired {
+            role: T::ROLE,
+            version: signed.version(),
+            expires: signed.expires(),
+            now,
+        });
     }
     Ok(())
 }
 
 fn loaded<T>(env: Envelope<T>, bytes: &[u8]) -> Loaded<T> {
-    Loaded { signed: env.signed, canonical: env.canonical, raw: bytes.to_vec() }
+    Loaded {
+        signed: env.signed,
+        canonical: env.canonical,
+        raw: bytes.to_vec(),
+    }
 }
 
 impl TrustedSet {
@@ -49,8 +58,19 @@ impl TrustedSet {
     pub fn new(trusted_root: &[u8]) -> Result<TrustedSet, TufError> {
         let env = parse::<Root>(trusted_root)?;
         validate_root(&env.signed)?;
-        check_threshold(Role::Root, env.signed.version, &env.canonical, &env.signatures, &env.signed)?;
-        Ok(TrustedSet { root: loaded(env, trusted_root), timestamp: None, snapshot: None, targets: None })
+        check_threshold(
+            Role::Root,
+            env.signed.version,
+            &env.canonical,
+            &env.signatures,
+            &env.signed,
+        )?;
+        Ok(TrustedSet {
+            root: loaded(env, trusted_root),
+            timestamp: None,
+            snapshot: None,
+            targets: None,
+        })
     }
 
     /// Applies root version N+1 (§5.3.4–5.3.9): it must be signed by a threshold of the trusted
@@ -65,12 +85,27 @@ impl TrustedSet {
         }
         let env = parse::<Root>(bytes)?;
         let trusted = &self.root.signed;
-        check_threshold(Role::Root, env.signed.version, &env.canonical, &env.signatures, trusted)?;
+        check_threshold(
+            Role::Root,
+            env.signed.version,
+            &env.canonical,
+            &env.signatures,
+            trusted,
+        )?;
         if env.signed.version != trusted.version + 1 {
-            return Err(TufError::RootVersionNotNext { expected: trusted.version + 1, found: env.signed.version });
+            return Err(TufError::RootVersionNotNext {
+                expected: trusted.version + 1,
+                found: env.signed.version,
+            });
         }
         validate_root(&env.signed)?;
-        check_threshold(Role::Root, env.signed.version, &env.canonical, &env.signatures, &env.signed)?;
+        check_threshold(
+            Role::Root,
+            env.signed.version,
+            &env.canonical,
+            &env.signatures,
+            &env.signed,
+        )?;
         self.root = loaded(env, bytes);
         Ok(())
     }
@@ -96,7 +131,13 @@ impl TrustedSet {
         self.check_root_expiry(now)?;
         let env = parse::<Timestamp>(bytes)?;
         let new = &env.signed;
-        check_threshold(Role::Timestamp, new.version, &env.canonical, &env.signatures, &self.root.signed)?;
+        check_threshold(
+            Role::Timestamp,
+            new.version,
+            &env.canonical,
+            &env.signatures,
+            &self.root.signed,
+        )?;
         let new_snapshot = snapshot_meta(new)?.version;
         if let Some(old) = &self.timestamp {
             if new.version < old.signed.version {
@@ -108,7 +149,10 @@ impl TrustedSet {
             }
             if new.version == old.signed.version {
                 if env.canonical != old.canonical {
-                    return Err(TufError::SameVersionChanged { role: Role::Timestamp, version: new.version });
+                    return Err(TufError::SameVersionChanged {
+                        role: Role::Timestamp,
+                        version: new.version,
+                    });
                 }
                 return expiry_check(&old.signed, now);
             }
@@ -136,11 +180,20 @@ impl TrustedSet {
     /// current timestamp): only signatures and rollback rules apply. It serves as the rollback
     /// reference for the fresh snapshot; if it is not the one the timestamp names, the returned
     /// error says so and the fresh snapshot must be loaded with [`TrustedSet::update_snapshot`].
-    pub fn load_cached_snapshot(&mut self, bytes: &[u8], now: DateTime<Utc>) -> Result<(), TufError> {
+    pub fn load_cached_snapshot(
+        &mut self,
+        bytes: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(), TufError> {
         self.load_snapshot(bytes, now, false)
     }
 
-    fn load_snapshot(&mut self, bytes: &[u8], now: DateTime<Utc>, check_hashes: bool) -> Result<(), TufError> {
+    fn load_snapshot(
+        &mut self,
+        bytes: &[u8],
+        now: DateTime<Utc>,
+        check_hashes: bool,
+    ) -> Result<(), TufError> {
         if self.targets.is_some() {
             return Err(TufError::OutOfOrder {
                 action: "update snapshot",
@@ -150,16 +203,33 @@ impl TrustedSet {
         let timestamp = self.final_timestamp(now)?;
         let meta = snapshot_meta(timestamp)?;
         if check_hashes {
-            let what = format!("snapshot v{} (listed by timestamp v{})", meta.version, timestamp.version);
-            hashes::check(&what, &Digests::of(bytes), meta.length, meta.hashes.as_ref())?;
+            let what = format!(
+                "snapshot v{} (listed by timestamp v{})",
+                meta.version, timestamp.version
+            );
+            hashes::check(
+                &what,
+                &Digests::of(bytes),
+                meta.length,
+                meta.hashes.as_ref(),
+            )?;
         }
         let env = parse::<Snapshot>(bytes)?;
         let new = &env.signed;
-        check_threshold(Role::Snapshot, new.version, &env.canonical, &env.signatures, &self.root.signed)?;
+        check_threshold(
+            Role::Snapshot,
+            new.version,
+            &env.canonical,
+            &env.signatures,
+            &self.root.signed,
+        )?;
         if let Some(old) = &self.snapshot {
             for (file, old_meta) in &old.signed.meta {
                 let Some(new_meta) = new.meta.get(file) else {
-                    return Err(TufError::MetaRemoved { snapshot_version: new.version, file: file.clone() });
+                    return Err(TufError::MetaRemoved {
+                        snapshot_version: new.version,
+                        file: file.clone(),
+                    });
                 };
                 if new_meta.version < old_meta.version {
                     return Err(TufError::MetaVersionRollback {
@@ -183,11 +253,28 @@ impl TrustedSet {
         let meta = snapshot
             .meta
             .get(&file)
-            .ok_or_else(|| TufError::MissingMeta { listed_in: Role::Snapshot, file: file.clone() })?;
-        let what = format!("targets v{} (listed by snapshot v{})", meta.version, snapshot.version);
-        hashes::check(&what, &Digests::of(bytes), meta.length, meta.hashes.as_ref())?;
+            .ok_or_else(|| TufError::MissingMeta {
+                listed_in: Role::Snapshot,
+                file: file.clone(),
+            })?;
+        let what = format!(
+            "targets v{} (listed by snapshot v{})",
+            meta.version, snapshot.version
+        );
+        hashes::check(
+            &what,
+            &Digests::of(bytes),
+            meta.length,
+            meta.hashes.as_ref(),
+        )?;
         let env = parse::<Targets>(bytes)?;
-        check_threshold(Role::Targets, env.signed.version, &env.canonical, &env.signatures, &self.root.signed)?;
+        check_threshold(
+            Role::Targets,
+            env.signed.version,
+            &env.canonical,
+            &env.signatures,
+            &self.root.signed,
+        )?;
         if env.signed.version != meta.version {
             return Err(TufError::VersionMismatch {
                 role: Role::Targets,
@@ -215,7 +302,10 @@ impl TrustedSet {
             .signed
             .targets
             .get(name)
-            .ok_or_else(|| TufError::TargetNotFound { name: name.into(), targets_version: targets.signed.version })
+            .ok_or_else(|| TufError::TargetNotFound {
+                name: name.into(),
+                targets_version: targets.signed.version,
+            })
     }
 
     /// Checks a downloaded target's length and sha256 against the trusted targets metadata.
@@ -225,9 +315,16 @@ impl TrustedSet {
         let target = self.trusted_target(name)?;
         let what = format!("target {name}");
         if target.length != length {
-            return Err(TufError::LengthMismatch { what, expected: target.length, found: length });
+            return Err(TufError::LengthMismatch {
+                what,
+                expected: target.length,
+                found: length,
+            });
         }
-        let expected = target.hashes.get("sha256").ok_or(TufError::NoHash { what: what.clone(), needed: "sha256" })?;
+        let expected = target.hashes.get("sha256").ok_or(TufError::NoHash {
+            what: what.clone(),
+            needed: "sha256",
+        })?;
         if !expected.eq_ignore_ascii_case(sha256_hex) {
             return Err(TufError::HashMismatch {
                 what,
@@ -253,17 +350,33 @@ impl TrustedSet {
 
     fn check_target_digests(&self, name: &str, observed: &DigestValues) -> Result<(), TufError> {
         let target = self.trusted_target(name)?;
-        hashes::check(&format!("target {name}"), observed, Some(target.length), Some(&target.hashes))
+        hashes::check(
+            &format!("target {name}"),
+            observed,
+            Some(target.length),
+            Some(&target.hashes),
+        )
     }
 
     /// The targets version the trusted snapshot lists.
     pub fn snapshot_version_for_targets(&self) -> Option<u64> {
-        Some(self.snapshot.as_ref()?.signed.meta.get(&Role::Targets.file_name())?.version)
+        Some(
+            self.snapshot
+                .as_ref()?
+                .signed
+                .meta
+                .get(&Role::Targets.file_name())?
+                .version,
+        )
     }
 
     /// The snapshot version the trusted timestamp lists.
     pub fn timestamp_snapshot_version(&self) -> Option<u64> {
-        Some(snapshot_meta(&self.timestamp.as_ref()?.signed).ok()?.version)
+        Some(
+            snapshot_meta(&self.timestamp.as_ref()?.signed)
+                .ok()?
+                .version,
+        )
     }
 
     /// Whether the trusted root asks for consistent snapshots (versioned metadata names and
@@ -343,5 +456,93 @@ impl TrustedSet {
 /// The timestamp's `snapshot.json` entry.
 fn snapshot_meta(ts: &Timestamp) -> Result<&super::metadata::MetaFile, TufError> {
     let file = Role::Snapshot.file_name();
-    ts.meta.get(&file).ok_or(TufError::MissingMeta { listed_in: Role::Timestamp, file })
+    ts.meta.get(&file).ok_or(TufError::MissingMeta {
+        listed_in: Role::Timestamp,
+        file,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tuf::{Expiry, RepoKeys, Repository};
+    use chrono::{TimeDelta, TimeZone};
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2030, 6, 1, 12, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn loads_a_fresh_repository_and_exposes_versions() {
+        let repo = Repository::new(RepoKeys::generate(), Expiry::default(), now());
+        let files = repo.files();
+        let mut set = TrustedSet::new(&files["root.json"]).unwrap();
+        assert_eq!(
+            (
+                set.timestamp_snapshot_version(),
+                set.snapshot_version_for_targets()
+            ),
+            (None, None)
+        );
+        set.update_timestamp(&files["timestamp.json"], now())
+            .unwrap();
+        set.update_snapshot(&files["1.snapshot.json"], now())
+            .unwrap();
+        set.update_targets(&files["1.targets.json"], now()).unwrap();
+        assert_eq!(
+            (
+                set.timestamp_snapshot_version(),
+                set.snapshot_version_for_targets()
+            ),
+            (Some(1), Some(1))
+        );
+        assert_eq!(set.targets().unwrap().version, 1);
+        assert_eq!(
+            set.raw(Role::Snapshot),
+            Some(files["1.snapshot.json"].as_slice())
+        );
+    }
+
+    #[test]
+    fn expiry_is_checked_against_the_given_time_only() {
+        let repo = Repository::new(RepoKeys::generate(), Expiry::default(), now());
+        let files = repo.files();
+        let mut set = TrustedSet::new(&files["root.json"]).unwrap();
+        let at_expiry = now() + TimeDelta::days(1);
+        let err = set
+            .update_timestamp(&files["timestamp.json"], at_expiry)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TufError::Expired {
+                    role: Role::Timestamp,
+                    version: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        set.update_timestamp(&files["timestamp.json"], at_expiry - TimeDelta::seconds(1))
+            .unwrap();
+    }
+
+    #[test]
+    fn rejects_a_self_signed_root_with_a_forged_signature() {
+        let repo = Repository::new(RepoKeys::generate(), Expiry::default(), now());
+        let mut root: serde_json::Value =
+            serde_json::from_slice(&repo.files()["root.json"]).unwrap();
+        root["signed"]["version"] = 5.into();
+        let err = TrustedSet::new(&serde_json::to_vec(&root).unwrap()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TufError::ThresholdNotMet {
+                    role: Role::Root,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
 }

@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use ferry_artifact::keys::SigningKey;
-use ferry_artifact::tuf::{Expiry, RepoKeys, Repository, Role, TrustedSet, sign_metadata, target_file};
+use ferry_artifact::tuf::{
+    Expiry, RepoKeys, Repository, Role, TrustedSet, sign_metadata, target_file,
+};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -34,8 +36,14 @@ impl Fixture {
         let keys = RepoKeys::generate();
         let mut repo = Repository::new(keys.clone(), Expiry::default(), t0());
         let custom = json!({"component": "main", "version": "1.0.0", "device_types": []});
-        let target = target_file(TARGET, TARGET_DATA.len() as u64, &sha256_hex(TARGET_DATA), custom);
-        repo.set_targets(BTreeMap::from([(TARGET.to_string(), target)]), t0()).unwrap();
+        let target = target_file(
+            TARGET,
+            TARGET_DATA.len() as u64,
+            &sha256_hex(TARGET_DATA),
+            custom,
+        );
+        repo.set_targets(BTreeMap::from([(TARGET.to_string(), target)]), t0())
+            .unwrap();
         Fixture { keys, repo }
     }
 
@@ -78,7 +86,11 @@ impl Fixture {
 
     /// Targets, snapshot and timestamp forged from the fixture's current ones: `targets` is
     /// signed with `targets_signers`, the snapshot and timestamp list it correctly.
-    pub fn chain_for_targets(&self, targets_signed: &Value, targets_signers: &[&SigningKey]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    pub fn chain_for_targets(
+        &self,
+        targets_signed: &Value,
+        targets_signers: &[&SigningKey],
+    ) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         let targets = sign_metadata(targets_signed, targets_signers);
         let snapshot = self.snapshot_listing(&targets, targets_signed["version"].as_u64().unwrap());
         let timestamp = self.timestamp_listing(&snapshot);
@@ -134,7 +146,15 @@ pub struct RawTar {
 impl RawTar {
     /// Appends an entry with raw `name` bytes, tar type byte `kind`, `data`, and a header that
     /// declares `declared_size` bytes (normally `data.len()`).
-    pub fn entry_full(&mut self, name: &[u8], kind: u8, data: &[u8], declared_size: u64, mode: u32, link: Option<&str>) -> &mut Self {
+    pub fn entry_full(
+        &mut self,
+        name: &[u8],
+        kind: u8,
+        data: &[u8],
+        declared_size: u64,
+        mode: u32,
+        link: Option<&str>,
+    ) -> &mut Self {
         let mut header = tar::Header::new_ustar();
         let old = header.as_old_mut();
         old.name[..name.len()].copy_from_slice(name);

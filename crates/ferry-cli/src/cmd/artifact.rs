@@ -24,10 +24,10 @@ pub enum Command {
         /// Compatible device type (repeatable; none = any).
         #[arg(long = "device-type")]
         device_types: Vec<String>,
-        /// Command run in the new release directory before it is activated.
+        /// Payload path of a script run (in the new release directory) before it is activated.
         #[arg(long)]
         pre_install: Option<String>,
-        /// Command run in the new release directory after it is activated.
+        /// Payload path of a script run (in the new release directory) after it is activated.
         #[arg(long)]
         post_install: Option<String>,
         /// Output file.
