@@ -34,12 +34,12 @@ pub struct Progress {
 }
 
 /// Progress callback: return [`ControlFlow::Break`] to stop the download (it resumes on the next run).
-pub type ProgressFn = Box<dyn FnMut(&Progress) -> ControlFlow<()> + Send>;
+pub type ProgressFn = Box<dyn FnMut(&Progress) -> ControlFlow<()> + Send + Sync>;
 
 /// State observer: called after every install state is persisted; return
 /// [`ControlFlow::Break`] to stop the run right there, before the side effect the state names
 /// (the run ends with [`AgentError::Stopped`]; the next run carries on from that state).
-pub type StateFn = Box<dyn FnMut(&InstallState) -> ControlFlow<()> + Send>;
+pub type StateFn = Box<dyn FnMut(&InstallState) -> ControlFlow<()> + Send + Sync>;
 
 /// The time source for metadata expiry checks.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -50,6 +50,7 @@ struct Observer<'a> {
     on_state: &'a mut Option<StateFn>,
     progress: &'a mut Option<ProgressFn>,
     fetched_now: &'a mut u64,
+    retries: &'a mut u32,
     component: Component,
     version: Version,
     total: u64,
@@ -71,6 +72,7 @@ impl download::FetchObserver for Observer<'_> {
     }
 
     fn segment_failed(&mut self, error: &download::DownloadError, failure: u32, allowed: u32) {
+        *self.retries += 1;
         tracing::warn!("{error} (failure {failure} of {allowed} allowed this run)");
         self.store.log(&format!(
             "segment failed, retrying ({failure}/{allowed}): {error}"
@@ -88,6 +90,8 @@ pub(crate) struct Track {
     pub bytes_this_run: u64,
     /// The download continued from bytes already on disk.
     pub resumed: bool,
+    /// Segments that failed (dropped link, bad answer) and were fetched again in this run.
+    pub segment_retries: u32,
     /// TUF metadata was refreshed for this attempt in this process.
     pub tuf_fresh: bool,
     /// This process switched `current` (for the upgrader: it must hand over to the new binary).
@@ -179,13 +183,19 @@ impl Agent {
 
     /// Calls `f` after every downloaded segment; `f` returning `Break` stops the download
     /// (the run ends with [`AgentError::Interrupted`]; the next run resumes).
-    pub fn on_progress(&mut self, f: impl FnMut(&Progress) -> ControlFlow<()> + Send + 'static) {
+    pub fn on_progress(
+        &mut self,
+        f: impl FnMut(&Progress) -> ControlFlow<()> + Send + Sync + 'static,
+    ) {
         self.progress = Some(Box::new(f));
     }
 
     /// Calls `f` after every install state is persisted (to show the phase, or to stop the run
     /// at a precise point: `Break` ends the run with [`AgentError::Stopped`]).
-    pub fn on_state(&mut self, f: impl FnMut(&InstallState) -> ControlFlow<()> + Send + 'static) {
+    pub fn on_state(
+        &mut self,
+        f: impl FnMut(&InstallState) -> ControlFlow<()> + Send + Sync + 'static,
+    ) {
         self.on_state = Some(Box::new(f));
     }
 
@@ -306,6 +316,14 @@ impl Agent {
         }
     }
 
+    /// Enrolls the device with the server (if it has no credential yet) without checking in.
+    ///
+    /// Factory provisioning uses this so the operator can place the device in a group
+    /// before its first check-in.
+    pub async fn enroll(&mut self) -> Result<()> {
+        self.token().await.map(|_| ())
+    }
+
     /// The device credential, enrolling first if there is none (or it belongs to another id).
     pub(crate) async fn token(&mut self) -> Result<String> {
         if let Some(c) = self.store.load_credentials()?
@@ -383,6 +401,7 @@ impl Agent {
                 bytes_downloaded: 0,
                 bytes_this_run: 0,
                 resumed: false,
+                segment_retries: 0,
                 rolled_back: false,
                 reported: true,
             });
@@ -552,6 +571,7 @@ impl Agent {
             bytes_downloaded: p.bytes_downloaded,
             bytes_this_run: track.bytes_this_run,
             resumed: track.resumed,
+            segment_retries: track.segment_retries,
             rolled_back,
             reported,
         }
@@ -648,6 +668,7 @@ impl Agent {
             on_state: &mut self.on_state,
             progress: &mut self.progress,
             fetched_now: &mut track.bytes_this_run,
+            retries: &mut track.segment_retries,
             component,
             version: version.clone(),
             total,

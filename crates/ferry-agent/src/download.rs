@@ -347,7 +347,7 @@ pub async fn fetch(
     side: &mut Sidecar,
     chunk_size: u32,
     retry: RetryPolicy,
-    observer: &mut dyn FetchObserver,
+    observer: &mut (dyn FetchObserver + Send),
 ) -> Result<Finished, AgentError> {
     let chunk = chunk_size.clamp(1, MAX_SEGMENT);
     let mut file = OpenOptions::new()

@@ -385,9 +385,10 @@ impl Agent {
     /// Factory install of `component` from a signed artifact (no server needed).
     ///
     /// Verifies the artifact with the release keys, refuses a downgrade, unpacks it into the
-    /// component's storage space and switches to it. The main program is then started and
-    /// health-checked (an unhealthy one is backed out); a new agent must pass its trial run.
-    /// Installing the version that is already active does nothing.
+    /// component's storage space and switches to it. A first main-program install is only
+    /// laid down (the init system starts `current/`); one that replaces an active release
+    /// stops it, starts the new one and health-checks it (an unhealthy one is backed out).
+    /// A new agent must pass its trial run. Installing the version already active does nothing.
     pub async fn bootstrap(&mut self, component: Component, artifact: &Path) -> Result<Version> {
         if let Some(p) = self.store.load_install()?.pending().cloned() {
             let state = self.store.load_install()?.name();
@@ -459,17 +460,15 @@ impl Agent {
                 }
                 slot.switch_to(&v)?;
             }
+            Component::Main if current.is_none() => slot.switch_to(&v)?,
             Component::Main => {
                 self.stop_main().await?;
                 slot.switch_to(&v)?;
                 if let Err(reason) = self.start_and_check_main(&v).await? {
                     self.stop_main().await?;
-                    match &current {
-                        Some(c) => {
-                            slot.switch_to(c)?;
-                            let _ = self.start_and_check_main(c).await?;
-                        }
-                        None => slot.clear_current()?,
+                    if let Some(c) = &current {
+                        slot.switch_to(c)?;
+                        let _ = self.start_and_check_main(c).await?;
                     }
                     remove_dir_if_exists(&slot.release_dir(&v))?;
                     return Err(AgentError::Unhealthy {

@@ -85,6 +85,8 @@ pub struct AttemptSummary {
     pub bytes_this_run: u64,
     /// Whether the download resumed from bytes already on disk.
     pub resumed: bool,
+    /// Segments fetched again after a failure (e.g. a dropped link) in this run.
+    pub segment_retries: u32,
     /// Whether the device rolled back from its backup.
     pub rolled_back: bool,
     /// Whether the server has the report (false: it is resent next run).
@@ -136,6 +138,9 @@ impl fmt::Display for RunSummary {
             write!(f, "; {} bytes downloaded", a.bytes_downloaded)?;
             if a.resumed {
                 write!(f, ", resumed")?;
+            }
+            if a.segment_retries > 0 {
+                write!(f, ", {} segment(s) retried", a.segment_retries)?;
             }
             if a.rolled_back {
                 write!(f, ", rolled back")?;
@@ -207,6 +212,7 @@ mod tests {
                 bytes_downloaded: 10,
                 bytes_this_run: 10,
                 resumed: false,
+                segment_retries: 0,
                 rolled_back: true,
                 reported: true,
             }],

@@ -16,7 +16,7 @@ pub const BINARY: &str = "ferry";
 
 /// What runs the new agent once `current` points at it. The default replaces this process
 /// ([`exec_current`]); embedders and tests may substitute their own.
-pub type RestartHook = Box<dyn FnMut(&Path) -> Result<(), AgentError> + Send>;
+pub type RestartHook = Box<dyn FnMut(&Path) -> Result<(), AgentError> + Send + Sync>;
 
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))

@@ -24,7 +24,12 @@ async fn factory_device(fx: &Fixture, name: &str) -> Device {
         .await
         .unwrap();
     assert_eq!(installed, v("1.0.0"));
-    assert!(device.main_alive(), "bootstrap starts the main program");
+    assert!(
+        !device.main_alive(),
+        "a first install only lays the files down"
+    );
+    device.boot();
+    assert!(device.healthy());
     device
 }
 
@@ -342,7 +347,7 @@ async fn rejects_expired_metadata() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bootstrap_refuses_an_older_release() {
+async fn bootstrap_installs_newer_releases_only_and_backs_out_a_bad_one() {
     let fx = Fixture::start(ServerOptions::default()).await;
     let device = Device::new(fx.device_config("dev-downgrade", &fx.url));
     let mut agent = device.agent();
@@ -350,6 +355,7 @@ async fn bootstrap_refuses_an_older_release() {
         .bootstrap(Component::Main, &fx.main_release("1.1.0", true))
         .await
         .unwrap();
+    device.boot();
     let before = device.main_files();
     let err = agent
         .bootstrap(Component::Main, &fx.main_release("1.0.0", true))
@@ -357,6 +363,33 @@ async fn bootstrap_refuses_an_older_release() {
         .unwrap_err();
     assert!(err.to_string().contains("downgrade"), "{err}");
     assert_eq!(device.main_files(), before);
+    let again = agent
+        .bootstrap(Component::Main, &fx.main_release("1.1.0", true))
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        v("1.1.0"),
+        "installing the active version again does nothing"
+    );
+    assert_eq!(device.main_files(), before);
+
+    // A newer factory image replaces the running release with a health check; a bad one is backed out.
+    let pid = device.main_pid();
+    let err = agent
+        .bootstrap(Component::Main, &fx.main_release("1.2.0", false))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot bind port 8080"), "{err}");
+    assert_eq!(device.current_main(), Some(v("1.1.0")));
+    assert!(device.healthy());
+    assert_ne!(device.main_pid(), pid, "the old release was started again");
+    agent
+        .bootstrap(Component::Main, &fx.main_release("1.3.0", true))
+        .await
+        .unwrap();
+    assert_eq!(device.running().as_deref(), Some("1.3.0"));
+    assert!(device.healthy());
 }
 
 /// Every state a run persists, in order, for a device of `fx` updating to what the server offers.
@@ -585,4 +618,13 @@ async fn runs_install_hooks_and_a_failing_pre_install_changes_nothing() {
         pid,
         "the running program was not stopped"
     );
+}
+
+/// The CLI may run the agent on a spawned task: its futures must be `Send`.
+#[allow(dead_code)]
+fn agent_futures_are_send(mut agent: ferry_agent::Agent) {
+    fn send<T: Send>(_: &T) {}
+    send(&agent.run_once());
+    send(&agent.bootstrap(Component::Main, std::path::Path::new("x.ferry")));
+    send(&agent.run_forever());
 }

@@ -15,6 +15,8 @@ pub struct DeviceSpec {
     pub blacklisted: bool,
     /// Whether its downloads go through the link that drops.
     pub flaky_link: bool,
+    /// Device group (sets the download segment size).
+    pub group: &'static str,
     /// Expected main version after the run.
     pub main_after: &'static str,
     /// Expected agent version after the run.
@@ -30,6 +32,11 @@ pub const MAIN_NEW: &str = "1.1.0";
 /// The newest agent release (for device type `gateway-v2` only).
 pub const AGENT_NEW: &str = "1.1.0";
 
+/// Segment size of each device group (the server's default is [`DEFAULT_CHUNK`]).
+pub const GROUPS: &[(&str, u32)] = &[("narrowband", 2048), ("broadband", 1 << 20)];
+/// The server's default segment size in the quickstart.
+pub const DEFAULT_CHUNK: u32 = 32 * 1024;
+
 /// The fleet the quickstart runs.
 pub fn fleet() -> Vec<DeviceSpec> {
     vec![
@@ -40,6 +47,7 @@ pub fn fleet() -> Vec<DeviceSpec> {
             config_schema: 2,
             blacklisted: false,
             flaky_link: true,
+            group: "narrowband",
             main_after: MAIN_NEW,
             agent_after: AGENT_BEFORE,
             story: "link drops mid-download, resumes from the bytes it had",
@@ -51,6 +59,7 @@ pub fn fleet() -> Vec<DeviceSpec> {
             config_schema: 2,
             blacklisted: false,
             flaky_link: false,
+            group: "default",
             main_after: MAIN_NEW,
             agent_after: AGENT_BEFORE,
             story: "already up to date",
@@ -62,6 +71,7 @@ pub fn fleet() -> Vec<DeviceSpec> {
             config_schema: 2,
             blacklisted: true,
             flaky_link: false,
+            group: "default",
             main_after: "1.0.0",
             agent_after: AGENT_BEFORE,
             story: "blacklisted for 1.1.0, told nothing new",
@@ -73,6 +83,7 @@ pub fn fleet() -> Vec<DeviceSpec> {
             config_schema: 1,
             blacklisted: false,
             flaky_link: false,
+            group: "default",
             main_after: "1.0.0",
             agent_after: AGENT_BEFORE,
             story: "1.1.0 fails its health check (legacy config), rolls back",
@@ -84,6 +95,7 @@ pub fn fleet() -> Vec<DeviceSpec> {
             config_schema: 2,
             blacklisted: false,
             flaky_link: false,
+            group: "broadband",
             main_after: MAIN_NEW,
             agent_after: AGENT_NEW,
             story: "agent updates itself; main program keeps running",
@@ -95,6 +107,7 @@ pub fn fleet() -> Vec<DeviceSpec> {
             config_schema: 2,
             blacklisted: false,
             flaky_link: false,
+            group: "default",
             main_after: MAIN_NEW,
             agent_after: AGENT_BEFORE,
             story: "plain update",

@@ -65,8 +65,9 @@ operator_token = "{op}"
 enrollment_token = "{en}"
 public_url = "{public_url}"
 files_url = "{files_url}"
-default_chunk_size = 4096
+default_chunk_size = {chunk}
 "#,
+        chunk = crate::fleet::DEFAULT_CHUNK,
         data = data.display(),
         keys = l.repo_keys_dir.display(),
         pubkey = l.release_pub.display(),
@@ -106,7 +107,8 @@ pub fn artifacts(l: &Layout, ferry_bin: &Path) -> Result<[PathBuf; 4]> {
         let spec = BuildSpec {
             component: Component::Agent,
             version: version.parse()?,
-            device_types: vec!["gateway-v2".into()],
+            // The factory agent runs on every type; the new agent is for gateway-v2 only.
+            device_types: if version == AGENT_NEW { vec!["gateway-v2".into()] } else { vec![] },
             hooks: Hooks::default(),
         };
         build(&dir, spec, &path, Some(&key)).with_context(|| format!("building agent {version}"))?;
@@ -144,7 +146,8 @@ impl DeviceDirs {
     }
 }
 
-/// Lays out one device: config, data, factory install of agent 1.0.0 and its main version, started.
+/// Lays out one device: config, data, factory install of agent 1.0.0 and its main version,
+/// enrollment with the server, and the main program started.
 pub fn device(l: &Layout, spec: &DeviceSpec, server_url: &str, ferry_bin: &Path, artifacts: &[PathBuf; 4]) -> Result<DeviceDirs> {
     let dir = l.root.join("devices").join(spec.id);
     let dirs = DeviceDirs { config: dir.join("agent.toml"), main_dir: dir.join("main"), upgrader_dir: dir.join("upgrader") };
@@ -200,6 +203,10 @@ dir = "{upgrader}"
         if !out.status.success() {
             bail!("factory install of {component} on {} failed: {}", spec.id, String::from_utf8_lossy(&out.stderr));
         }
+    }
+    let out = Command::new(ferry_bin).args(["agent", "--config"]).arg(&dirs.config).arg("enroll").output()?;
+    if !out.status.success() {
+        bail!("enrolling {} failed: {}", spec.id, String::from_utf8_lossy(&out.stderr));
     }
     let started = Command::new(dirs.main_dir.join("current/start.sh")).status()?;
     if !started.success() {

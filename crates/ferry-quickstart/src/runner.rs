@@ -118,6 +118,10 @@ impl Api {
             .await?;
         Self::check(resp, "blacklisting").await.map(|_| ())
     }
+    async fn put(&self, path: &str, body: serde_json::Value) -> Result<()> {
+        let resp = self.client.put(format!("{}{path}", self.url)).bearer_auth(&self.token).json(&body).send().await?;
+        Self::check(resp, path).await.map(|_| ())
+    }
     async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
         let resp = self.client.get(format!("{}{path}", self.url)).bearer_auth(&self.token).send().await?;
         Ok(Self::check(resp, path).await?.json().await?)
@@ -133,7 +137,7 @@ impl Api {
 struct AgentRun {
     events: Vec<serde_json::Value>,
     stderr: String,
-    exit_ok: bool,
+    exit_code: Option<i32>,
 }
 
 async fn run_agent(dirs: &DeviceDirs, bar: ProgressBar) -> Result<AgentRun> {
@@ -173,9 +177,13 @@ async fn run_agent(dirs: &DeviceDirs, bar: ProgressBar) -> Result<AgentRun> {
         run.events.push(ev);
     }
     let status = tokio::time::timeout(Duration::from_secs(90), child.wait()).await.context("agent did not exit within 90 s")??;
-    run.exit_ok = status.success();
+    run.exit_code = status.code();
     run.stderr = err_task.await.unwrap_or_default();
-    bar.finish_with_message(if run.exit_ok { "done" } else { "agent failed" });
+    bar.finish_with_message(match run.exit_code {
+        Some(0) => "done",
+        Some(3) => "update failed, rolled back",
+        _ => "agent failed",
+    });
     Ok(run)
 }
 
@@ -185,6 +193,10 @@ fn nothing_new_reason(run: &AgentRun) -> Option<String> {
 
 fn resumed(run: &AgentRun) -> bool {
     run.events.iter().any(|e| e["event"] == "resumed")
+}
+
+fn segment_retries(run: &AgentRun) -> u64 {
+    run.events.iter().filter(|e| e["event"] == "resumed").filter_map(|e| e["segment_retries"].as_u64()).sum()
 }
 
 /// Runs the whole quickstart and returns the verified summary.
@@ -215,6 +227,12 @@ pub async fn run(opts: Options) -> Result<Summary> {
     let mut devices = Vec::new();
     for spec in &specs {
         devices.push(provision::device(&layout, spec, &servers.query_url, &opts.ferry_bin, &artifacts)?);
+    }
+    for (group, chunk) in crate::fleet::GROUPS {
+        api.put(&format!("/api/v1/groups/{group}"), serde_json::json!({ "chunk_size": chunk })).await?;
+    }
+    for spec in &specs {
+        api.put(&format!("/api/v1/devices/{}/group", spec.id), serde_json::json!({ "group": spec.group })).await?;
     }
     let pids_before: Vec<Option<u32>> = devices.iter().map(DeviceDirs::main_pid).collect();
 
@@ -288,8 +306,14 @@ fn judge(
     let healthy = std::fs::read_to_string(dirs.main_dir.join("data/status")).map(|s| s.trim().to_string()).ok();
     let bytes: u64 = mine.iter().map(|r| r.report.bytes_downloaded).sum();
     let mut problems = Vec::new();
-    if !run.exit_ok {
-        problems.push(format!("agent exited with an error: {}", run.stderr.lines().last().unwrap_or("")));
+    // `ferry agent --once` exits 3 when an update failed and the device rolled back.
+    let expected_code = if spec.config_schema == 1 { 3 } else { 0 };
+    if run.exit_code != Some(expected_code) {
+        problems.push(format!(
+            "agent exited with {:?}, expected {expected_code}: {}",
+            run.exit_code,
+            run.stderr.lines().last().unwrap_or("")
+        ));
     }
     if main_after.as_deref() != Some(spec.main_after) {
         problems.push(format!("main is {:?} on disk, expected {}", main_after, spec.main_after));
@@ -333,7 +357,11 @@ fn judge(
         outcome = "updated".into();
         let mut r: Vec<String> = mine.iter().map(|r| format!("{} {} -> {}", r.report.component, r.report.from_version, r.report.to_version)).collect();
         if resumed(run) {
-            r.push("resumed after the link dropped".into());
+            r.push(format!(
+                "link dropped, {} segment(s) retried, resumed from the bytes on disk ({} bytes fetched in all)",
+                segment_retries(run),
+                bytes
+            ));
         }
         reason = r.join("; ");
     }

@@ -22,10 +22,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     super::init_tracing("info,tower_http=info");
     let mut cfg = ferry_server::ServerConfig::from_toml_file(&args.config)?;
     if let Some(role) = args.role {
-        cfg.role = role.parse()?;
+        cfg.role = serde_json::from_value(serde_json::Value::String(role.clone()))
+            .map_err(|_| anyhow::anyhow!("--role {role}: expected all, query or files"))?;
     }
     if let Some(listen) = args.listen {
-        cfg.listen = listen;
+        cfg.listen = listen.parse().map_err(|e| anyhow::anyhow!("--listen {listen}: {e} (expected IP:PORT)"))?;
     }
     super::runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&cfg.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;

@@ -1,0 +1,1 @@
+//! Release-directory deltas.
