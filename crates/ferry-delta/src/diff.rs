@@ -97,26 +97,10 @@ fn exec_plan(old: &[u8], new: &[u8], params: MatchParams) -> Option<(Plan, Vec<u
     let old_elf = Elf::parse(old)?;
     let new_elf = Elf::parse(new)?;
     let mut plan = build::initial_plan(&old_elf)?;
-    let t = Instant::now();
-    let idx = SuffixIndex::new(old);
-    eprintln!("TRACE sa1 {:?}", t.elapsed());
-    let first = diff_blocks(&idx, new, params);
-    eprintln!("TRACE match1 {:?}", t.elapsed());
+    let first = diff_blocks(&SuffixIndex::new(old), new, params);
     plan.map = build::address_map(&old_elf, &new_elf, &copies_of(&first));
     let normalised = rewrite::rewrite_slice(&plan, old);
-    eprintln!("TRACE rewrite {:?}", t.elapsed());
-    let idx2 = SuffixIndex::new(&normalised);
-    eprintln!("TRACE sa2 {:?}", t.elapsed());
-    let blocks = diff_blocks(&idx2, new, params);
-    eprintln!("TRACE match2 {:?}", t.elapsed());
-    let (normalised, blocks) = if std::env::var("ITER").is_ok() {
-        plan.map = build::address_map(&old_elf, &new_elf, &copies_of(&blocks));
-        let normalised = rewrite::rewrite_slice(&plan, old);
-        let idx3 = SuffixIndex::new(&normalised);
-        let blocks = diff_blocks(&idx3, new, params);
-        eprintln!("TRACE match3 {:?}", t.elapsed());
-        (normalised, blocks)
-    } else { (normalised, blocks) };
+    let blocks = diff_blocks(&SuffixIndex::new(&normalised), new, params);
     let chosen = build::choose_regions(&plan, old, &normalised, new, &blocks);
     if chosen.is_empty() {
         return None;
@@ -127,21 +111,6 @@ fn exec_plan(old: &[u8], new: &[u8], params: MatchParams) -> Option<(Plan, Vec<u
         plan.regions = chosen;
         rewrite::rewrite_slice(&plan, old)
     };
-    if std::env::var("ANALYZE").is_ok() {
-        let mut secs: Vec<_> = new_elf.sections.iter().filter(|s| !s.nobits && s.size > 0).collect();
-        secs.sort_by_key(|s| s.offset);
-        let mut nz = vec![(0u64, 0u64); secs.len() + 1];
-        let sec_of = |p: usize| secs.iter().position(|s| (p as u64) >= s.offset && (p as u64) < s.offset + s.size).unwrap_or(secs.len());
-        let mut np = 0;
-        for b in &blocks {
-            for k in 0..b.copy_len { if source[b.old_pos + k] != new[np + k] { nz[sec_of(np + k)].0 += 1; } }
-            np += b.copy_len;
-            for k in 0..b.extra_len { nz[sec_of(np + k)].1 += 1; }
-            np += b.extra_len;
-        }
-        for (i, s) in secs.iter().enumerate() { eprintln!("{:24} size {:9} diffnz {:8} literal {:8}", s.name, s.size, nz[i].0, nz[i].1); }
-        eprintln!("other diffnz {} literal {}", nz[secs.len()].0, nz[secs.len()].1);
-    }
     Some((plan, source, blocks))
 }
 

@@ -29,7 +29,11 @@ pub struct ChunkWriter {
 
 fn encoder(p: StreamParams) -> std::io::Result<zstd::stream::write::Encoder<'static, Vec<u8>>> {
     let mut e = zstd::stream::write::Encoder::new(Vec::new(), p.level)?;
-    e.set_parameter(CParameter::WindowLog(p.window_log.min(MAX_WINDOW_LOG)))?;
+    let window = p.window_log.min(MAX_WINDOW_LOG);
+    e.set_parameter(CParameter::WindowLog(window))?;
+    // Search tables larger than the window only cost the differ memory.
+    e.set_parameter(CParameter::ChainLog(window + 1))?;
+    e.set_parameter(CParameter::HashLog(window))?;
     e.set_parameter(CParameter::EnableLongDistanceMatching(true))?;
     e.include_checksum(false)?;
     e.include_contentsize(false)?;

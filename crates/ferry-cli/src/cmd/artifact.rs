@@ -11,6 +11,7 @@ use std::process::ExitCode;
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Pack a directory into a `.ferry` artifact (signed when --key is given).
+    #[command(disable_version_flag = true)]
     Build {
         /// Directory whose files become the payload.
         #[arg(long)]
@@ -67,7 +68,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             let key = key.map(|k| SigningKey::load(&k)).transpose()?;
             let spec = BuildSpec { component, version, device_types, hooks: Hooks { pre_install, post_install } };
             let m = artifact::build(&dir, spec, &out, key.as_ref()).with_context(|| format!("building {}", out.display()))?;
-            println!("built {} ({} {} , {} payload files{})", out.display(), m.component, m.version, m.payloads.len(), if key.is_some() { ", signed" } else { ", unsigned" });
+            println!("built {} ({} {}, {} payload files{})", out.display(), m.component, m.version, m.payloads.len(), if key.is_some() { ", signed" } else { ", unsigned" });
         }
         Command::Sign { file, key } => {
             let key = SigningKey::load(&key)?;
