@@ -26,6 +26,12 @@ enum Command {
     Server(cmd::server::Args),
     /// Run the device agent.
     Agent(cmd::agent::Args),
+    /// Live patches: build one from two builds, apply it to a running process, roll it back.
+    #[command(subcommand)]
+    Patch(cmd::patch::Command),
+    /// Demonstrations of single capabilities, with their figures.
+    #[command(subcommand)]
+    Demo(cmd::demo::Command),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +42,8 @@ fn main() -> ExitCode {
         Command::Artifact(c) => cmd::artifact::run(c),
         Command::Server(a) => cmd::server::run(a),
         Command::Agent(a) => cmd::agent::run(a),
+        Command::Patch(c) => cmd::patch::run(c),
+        Command::Demo(c) => cmd::demo::run(c),
     };
     match result {
         Ok(code) => code,

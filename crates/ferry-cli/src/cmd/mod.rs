@@ -2,7 +2,9 @@
 
 pub mod agent;
 pub mod artifact;
+pub mod demo;
 pub mod keygen;
+pub mod patch;
 pub mod quickstart;
 pub mod server;
 
