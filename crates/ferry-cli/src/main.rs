@@ -26,6 +26,9 @@ enum Command {
     Server(cmd::server::Args),
     /// Run the device agent.
     Agent(cmd::agent::Args),
+    /// Binary deltas: diff two files, apply a patch, compare with other differs.
+    #[command(subcommand)]
+    Delta(cmd::delta::Command),
     /// Live patches: build one from two builds, apply it to a running process, roll it back.
     #[command(subcommand)]
     Patch(cmd::patch::Command),
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Artifact(c) => cmd::artifact::run(c),
         Command::Server(a) => cmd::server::run(a),
         Command::Agent(a) => cmd::agent::run(a),
+        Command::Delta(c) => cmd::delta::run(c),
         Command::Patch(c) => cmd::patch::run(c),
         Command::Demo(c) => cmd::demo::run(c),
     };
