@@ -1,8 +1,10 @@
 //! Integration tests: in-process servers on 127.0.0.1:0 driven over HTTP with reqwest.
 
+mod bad_input;
 mod common;
 mod device_api;
 mod files;
+mod python_tuf_server_interop;
 mod releases;
 mod roles;
 mod tuf;
