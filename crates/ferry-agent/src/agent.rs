@@ -272,17 +272,28 @@ impl Agent {
                     summary.nothing_new = Some(reason);
                     break;
                 }
-                CheckinResponse::Update { offer } => {
-                    if summary
-                        .attempts
-                        .iter()
-                        .any(|a| a.component == offer.component && a.to == offer.version)
-                    {
+                response => {
+                    let Some((offer, delta_from)) = self.delivery(response)? else {
+                        break;
+                    };
+                    if summary.attempts.iter().any(|a| {
+                        a.component == offer.component
+                            && a.to == offer.version
+                            && a.delta_from == delta_from
+                    }) {
                         break;
                     }
                     let mut track = Track::default();
-                    let attempt = self.attempt(offer, &mut track).await?;
-                    let go_on = attempt.outcome == AttemptOutcome::Success && attempt.reported;
+                    let attempt = self.attempt(offer, delta_from, &mut track).await?;
+                    // A delta that did not fit left a failure record: check in again for the
+                    // full package.
+                    let delta_failed = attempt.outcome == AttemptOutcome::Failure
+                        && attempt.delta_from.is_some()
+                        && crate::delta::load_failures(self.store.dir())?
+                            .iter()
+                            .any(|f| f.record.component == attempt.component);
+                    let go_on = (attempt.outcome == AttemptOutcome::Success || delta_failed)
+                        && attempt.reported;
                     summary.attempts.push(attempt);
                     if !go_on || !matches!(self.store.load_install()?, InstallState::Idle) {
                         break;
@@ -343,12 +354,99 @@ impl Agent {
         Ok(resp.device_token)
     }
 
+    /// What to fetch for an update answer: the full package, or the delta when the device runs
+    /// its base version and holds no delta-failure record for the component. `None` for
+    /// "nothing new".
+    fn delivery(&self, response: CheckinResponse) -> Result<Option<(UpdateOffer, Option<Version>)>> {
+        match response {
+            CheckinResponse::NothingNew { .. } => Ok(None),
+            CheckinResponse::Update { offer } => Ok(Some((offer, None))),
+            CheckinResponse::Delta { offer, delta } => {
+                let failed = crate::delta::load_failures(self.store.dir())?
+                    .iter()
+                    .any(|f| f.record.component == offer.component);
+                let running = self.slot(offer.component).current_version().ok().flatten();
+                if failed || running.as_ref() != Some(&delta.from_version) {
+                    return Ok(Some((offer, None)));
+                }
+                let from = delta.from_version.clone();
+                Ok(Some((
+                    UpdateOffer {
+                        target_name: delta.target_name,
+                        length: delta.length,
+                        sha256: delta.sha256,
+                        ..offer
+                    },
+                    Some(from),
+                )))
+            }
+        }
+    }
+
+    /// Persists a delta-failure record and reports it to the server (resent before the next
+    /// check-in if the server cannot be reached now).
+    pub(crate) async fn record_delta_failure(
+        &mut self,
+        pending: &Pending,
+        state: &str,
+        reason: String,
+        files: Vec<ferry_core::api::FileMismatch>,
+    ) -> Result<()> {
+        let record = ferry_core::api::DeltaFailureRecord {
+            device_id: self.config.device_id.clone(),
+            component: pending.component,
+            from_version: pending.from_version.clone(),
+            to_version: pending.to_version.clone(),
+            target_name: pending.target_name.clone(),
+            state: state.to_string(),
+            reason,
+            files,
+            failed_at: u64::try_from((self.clock)().timestamp_millis()).unwrap_or(0),
+        };
+        crate::delta::save_failure(self.store.dir(), record)?;
+        self.store.log(&format!(
+            "delta failure recorded in {}; full packages of {} until one installs",
+            self.store.dir().join(crate::delta::FAILURES_FILE).display(),
+            pending.component
+        ));
+        self.send_delta_failures().await;
+        Ok(())
+    }
+
+    /// Sends every delta-failure record the server has not acknowledged yet (best effort).
+    async fn send_delta_failures(&mut self) {
+        let pending = match crate::delta::load_failures(self.store.dir()) {
+            Ok(list) => list.into_iter().filter(|f| !f.reported).collect::<Vec<_>>(),
+            Err(e) => {
+                tracing::warn!("reading delta-failure records: {e}");
+                return;
+            }
+        };
+        for f in pending {
+            let sent = match self.token().await {
+                Ok(token) => self.api.report_delta_failure(&token, &f.record).await,
+                Err(e) => Err(e),
+            };
+            match sent.and_then(|()| crate::delta::mark_reported(self.store.dir(), f.record.component)) {
+                Ok(()) => tracing::info!(component = %f.record.component, "delta failure reported to the server"),
+                Err(e) => tracing::warn!("delta failure not reported yet, will resend: {e}"),
+            }
+        }
+    }
+
     async fn checkin(&mut self) -> Result<CheckinResponse> {
+        self.send_delta_failures().await;
+        let delta_failures = crate::delta::load_failures(self.store.dir())?
+            .into_iter()
+            .map(|f| f.record.component)
+            .collect();
         let req = CheckinRequest {
             device_id: self.config.device_id.clone(),
             device_type: self.config.device_type.clone(),
             upgrader_version: self.version_for_checkin(Component::Agent),
             main_version: self.version_for_checkin(Component::Main),
+            accepts_deltas: true,
+            delta_failures,
         };
         let token = self.token().await?;
         match self.api.checkin(&token, &req).await {
@@ -372,7 +470,12 @@ impl Agent {
     }
 
     /// Handles one offer from `Idle`: checks it, verifies it through TUF, then downloads and installs.
-    async fn attempt(&mut self, offer: UpdateOffer, track: &mut Track) -> Result<AttemptSummary> {
+    async fn attempt(
+        &mut self,
+        offer: UpdateOffer,
+        delta_from: Option<Version>,
+        track: &mut Track,
+    ) -> Result<AttemptSummary> {
         let component = offer.component;
         let from = self
             .current_version(component)
@@ -383,6 +486,7 @@ impl Agent {
             to_version: offer.version.clone(),
             target_name: offer.target_name.clone(),
             bytes_downloaded: 0,
+            delta_from: delta_from.clone(),
         };
         if let Some(bad) = self.store.known_bad()?.into_iter().find(|b| {
             b.component == component
@@ -404,6 +508,7 @@ impl Agent {
                 segment_retries: 0,
                 rolled_back: false,
                 reported: true,
+                delta_from,
             });
         }
         self.store.clear_log()?;
@@ -453,11 +558,11 @@ impl Agent {
             ));
         }
         let now = (self.clock)();
-        let set = self
+        let (set, found) = self
             .tuf
-            .refresh(&self.api, &offer.metadata_base_url, now)
+            .refresh_target(&self.api, &offer.metadata_base_url, now, &offer.target_name)
             .await?;
-        let target = TufClient::lookup(&set, offer)?;
+        let target = TufClient::lookup_found(&set, found.as_ref(), offer)?;
         track.tuf_fresh = true;
         self.store.log(&format!(
             "TUF: {} is {} bytes, sha256 {}",
@@ -574,6 +679,7 @@ impl Agent {
             segment_retries: track.segment_retries,
             rolled_back,
             reported,
+            delta_from: p.delta_from.clone(),
         }
     }
 
@@ -625,11 +731,16 @@ impl Agent {
         if !track.tuf_fresh {
             // Restarted: the release may have been withdrawn or changed since; ask TUF again.
             let now = (self.clock)();
-            let set = self
+            let (set, found) = self
                 .tuf
-                .refresh(&self.api, &side.offer.metadata_base_url, now)
+                .refresh_target(
+                    &self.api,
+                    &side.offer.metadata_base_url,
+                    now,
+                    &side.offer.target_name,
+                )
                 .await?;
-            let target = TufClient::lookup(&set, &side.offer)?;
+            let target = TufClient::lookup_found(&set, found.as_ref(), &side.offer)?;
             track.tuf_fresh = true;
             side = download::prepare(
                 &paths,
@@ -700,10 +811,50 @@ impl Agent {
         self.store.log(&format!(
             "downloaded {total} bytes; length and sha256 match the signed targets metadata"
         ));
-        self.verify_artifact(&paths.complete, pending)?;
-        self.store
-            .log("artifact signature and payload hashes verified");
+        match &pending.delta_from {
+            None => {
+                self.verify_artifact(&paths.complete, pending)?;
+                self.store
+                    .log("artifact signature and payload hashes verified");
+            }
+            Some(from) => self.verify_delta(&paths.complete, pending, from).await?,
+        }
         Ok(())
+    }
+
+    /// Checks a downloaded delta package (signed manifest, tree against it), then pre-verifies
+    /// every installed file it relies on; a mismatch is recorded, reported and returned.
+    async fn verify_delta(&mut self, path: &Path, pending: &Pending, from: &Version) -> Result<()> {
+        let verified = crate::delta::open_verified(path, &self.keys, pending, &self.config.device_type)
+            .inspect_err(|_| {
+                let _ = std::fs::remove_file(path);
+            })?;
+        self.store.log(&format!(
+            "delta package verified: release signature on the manifest of {} {}, {} operations",
+            pending.component,
+            pending.to_version,
+            verified.tree.ops.len()
+        ));
+        let slot = self.slot(pending.component).clone();
+        let bad = crate::delta::preverify(&slot, from, &verified);
+        if bad.is_empty() {
+            self.store.log(&format!(
+                "pre-verified every installed file of {} {from} the delta relies on",
+                pending.component
+            ));
+            return Ok(());
+        }
+        let err = AgentError::DeltaMismatch {
+            device: self.config.device_id.to_string(),
+            component: pending.component,
+            from: from.clone(),
+            to: pending.to_version.clone(),
+            files: bad.clone(),
+        };
+        self.store.log(&format!("pre-verification failed: {err}"));
+        self.record_delta_failure(pending, "downloading", format!("pre-verification failed: {}", crate::error::describe_mismatches(&bad)), bad)
+            .await?;
+        Err(err)
     }
 
     /// Checks the artifact's signature with the release keys and that it holds what was offered.
@@ -758,6 +909,15 @@ impl Agent {
         };
         match sent {
             Ok(id) => {
+                if matches!(state, InstallState::Confirmed { .. })
+                    && pending.delta_from.is_none()
+                    && crate::delta::clear_failure(self.store.dir(), pending.component)?
+                {
+                    self.store.log(&format!(
+                        "full install of {} {} succeeded; delta-failure record cleared, deltas are used again",
+                        pending.component, pending.to_version
+                    ));
+                }
                 tracing::info!(
                     report = id,
                     "reported {} {} -> {}: {:?}",
@@ -791,10 +951,19 @@ impl Agent {
             keep.extend(current.as_ref());
             slot.prune(&keep)
         } else if current.as_ref() != Some(&pending.to_version) {
-            // Only the failed release and its staging leftovers go.
-            crate::state::remove_dir_if_exists(&slot.release_dir(&pending.to_version)).and_then(
-                |()| crate::state::remove_dir_if_exists(&slot.staging_dir(&pending.to_version)),
-            )
+            // Only the failed release and its staging leftovers go. A release older than the
+            // active one was not unpacked by this attempt (older offers are refused before
+            // anything is fetched): it is the kept previous release and stays.
+            let ours = current.as_ref().is_none_or(|c| pending.to_version > *c);
+            let release = slot.release_dir(&pending.to_version);
+            (if ours {
+                crate::state::remove_dir_if_exists(&release)
+            } else {
+                Ok(())
+            })
+            .and_then(|()| {
+                crate::state::remove_dir_if_exists(&slot.staging_dir(&pending.to_version))
+            })
         } else {
             Ok(())
         };

@@ -147,6 +147,18 @@ impl ApiClient {
             .unwrap_or_default())
     }
 
+    /// `POST /api/v1/delta-failures`: tells the server a delta could not be applied here.
+    pub async fn report_delta_failure(
+        &self,
+        token: &str,
+        record: &ferry_core::api::DeltaFailureRecord,
+    ) -> Result<(), AgentError> {
+        let _: serde_json::Value = self
+            .post_json("/api/v1/delta-failures", Some(token), record)
+            .await?;
+        Ok(())
+    }
+
     /// `PUT /api/v1/backups/{component}/{version}` with the backup's bytes.
     pub async fn upload_backup(
         &self,

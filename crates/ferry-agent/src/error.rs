@@ -124,6 +124,24 @@ pub enum AgentError {
         /// What is wrong and what to do.
         reason: String,
     },
+    /// A delta does not fit the installed files (a file changed on the device, say); nothing
+    /// was written and the full package is requested instead.
+    #[error(
+        "device {device}: delta {component} {from} -> {to} does not fit the installed release: {}; nothing was written, the full package is requested",
+        describe_mismatches(files)
+    )]
+    DeltaMismatch {
+        /// This device.
+        device: String,
+        /// Component.
+        component: Component,
+        /// Installed version the delta was built from.
+        from: Version,
+        /// Version the delta produces.
+        to: Version,
+        /// Each file whose content is not what the delta expects.
+        files: Vec<ferry_core::api::FileMismatch>,
+    },
     /// The new version did not become healthy.
     #[error("{component} {version} is unhealthy: {reason}")]
     Unhealthy {
@@ -168,3 +186,12 @@ pub fn io_err(path: &Path, op: &'static str, source: std::io::Error) -> AgentErr
 
 /// Result with [`AgentError`].
 pub type Result<T, E = AgentError> = std::result::Result<T, E>;
+
+/// `path (expected X, found Y); …` for a list of mismatched files.
+pub fn describe_mismatches(files: &[ferry_core::api::FileMismatch]) -> String {
+    files
+        .iter()
+        .map(|m| format!("{} (expected sha256 {}, found {})", m.path, m.expected, m.found))
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -156,8 +156,20 @@ impl Agent {
         ));
         let paths = self.download_paths(p);
         download::recheck_complete(&paths)?;
-        slot.install(&paths.complete, &self.keys, &p.to_version)?;
+        self.unpack_or_apply(slot, p, &paths.complete)?;
         slot.verify_release(&p.to_version)
+    }
+
+    /// Lays down `releases/<to>`: unpacks the full artifact, or builds the release from the
+    /// running one and the verified delta package.
+    fn unpack_or_apply(&self, slot: &Slot, p: &Pending, download: &Path) -> Result<()> {
+        match &p.delta_from {
+            None => slot.install(download, &self.keys, &p.to_version),
+            Some(from) => {
+                let verified = crate::delta::open_verified(download, &self.keys, p, &self.config.device_type)?;
+                crate::delta::install(slot, &self.config.device_id, p, from, &verified)
+            }
+        }
     }
 
     /// `Verified`: back up the active release, then `BackupDone` (or `Abort`).
@@ -244,9 +256,16 @@ impl Agent {
         let paths = self.download_paths(p);
         download::recheck_complete(&paths)?;
         let slot = self.slot(p.component).clone();
-        slot.install(&paths.complete, &self.keys, &p.to_version)?;
+        if let Err(e) = self.unpack_or_apply(&slot, p, &paths.complete) {
+            if let AgentError::DeltaMismatch { files, .. } = &e {
+                let reason = format!("applying the delta failed: {}", crate::error::describe_mismatches(files));
+                self.record_delta_failure(p, "backed_up", reason, files.clone()).await?;
+            }
+            return Err(e);
+        }
         self.store.log(&format!(
-            "unpacked {} {} into {}",
+            "{} {} {} into {}",
+            if p.delta_from.is_some() { "built" } else { "unpacked" },
             p.component,
             p.to_version,
             slot.release_dir(&p.to_version).display()

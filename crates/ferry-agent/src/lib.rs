@@ -28,10 +28,12 @@ pub mod error;
 pub mod health;
 pub mod install;
 pub mod report;
+pub mod delta;
 pub mod selfupdate;
 pub mod slots;
 pub mod state;
 pub mod tuf_client;
+pub mod tuf_updater;
 
 pub use agent::{Agent, Clock, Progress, ProgressFn, StateFn, fallback_version};
 pub use config::{AgentConfig, ConfigError, MainConfig, UpgraderConfig};

@@ -19,10 +19,16 @@ pub fn build(
         InstallState::Confirmed { pending } => (
             pending,
             Outcome::Success,
-            format!(
-                "{} {} installed and healthy",
-                pending.component, pending.to_version
-            ),
+            match &pending.delta_from {
+                Some(from) => format!(
+                    "{} {} installed and healthy (delta from {from})",
+                    pending.component, pending.to_version
+                ),
+                None => format!(
+                    "{} {} installed and healthy",
+                    pending.component, pending.to_version
+                ),
+            },
             false,
         ),
         InstallState::RolledBack { pending, why } => (pending, Outcome::Failure, why.clone(), true),
@@ -91,6 +97,15 @@ pub struct AttemptSummary {
     pub rolled_back: bool,
     /// Whether the server has the report (false: it is resent next run).
     pub reported: bool,
+    /// Set when the update was shipped as a delta from this version (else the full package).
+    pub delta_from: Option<Version>,
+}
+
+impl AttemptSummary {
+    /// `"delta"` or `"full"`: how the update was shipped.
+    pub fn delivery(&self) -> &'static str {
+        if self.delta_from.is_some() { "delta" } else { "full" }
+    }
 }
 
 /// What one run of the agent did.
@@ -135,7 +150,7 @@ impl fmt::Display for RunSummary {
                 "{} {} -> {}: {} ({})",
                 a.component, a.from, a.to, a.outcome, a.reason
             )?;
-            write!(f, "; {} bytes downloaded", a.bytes_downloaded)?;
+            write!(f, "; {} bytes downloaded ({})", a.bytes_downloaded, a.delivery())?;
             if a.resumed {
                 write!(f, ", resumed")?;
             }
@@ -170,6 +185,7 @@ mod tests {
             to_version: Version::new(1, 1, 0),
             target_name: "main/1.1.0.ferry".into(),
             bytes_downloaded: 4096,
+            delta_from: None,
         }
     }
 
@@ -215,6 +231,7 @@ mod tests {
                 segment_retries: 0,
                 rolled_back: true,
                 reported: true,
+                delta_from: None,
             }],
             nothing_new: Some(NothingNewReason::UpToDate),
         };

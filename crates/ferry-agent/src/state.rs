@@ -328,6 +328,7 @@ mod tests {
             to_version: Version::new(1, 1, 0),
             target_name: "main/1.1.0.ferry".into(),
             bytes_downloaded: 0,
+            delta_from: None,
         };
         let s = InstallState::Idle.next(Event::Begin(pending)).unwrap();
         store.save_install(&s).unwrap();

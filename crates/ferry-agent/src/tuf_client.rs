@@ -1,23 +1,24 @@
-//! The TUF client workflow: refresh metadata from the server with
-//! [`ferry_artifact::tuf::TrustedSet`], persist what verified, and look targets up.
+//! The agent's side of TUF: refresh metadata from the server with the full client workflow of
+//! [`crate::tuf_updater::Updater`] (root chain, fast-forward recovery, rollback checks, lazy
+//! delegation search), and check an offer against the verified target.
 //!
-//! Order (TUF 1.0 §5): `N+1.root.json` until 404, `timestamp.json`, `V.snapshot.json`,
-//! `V.targets.json` (consistent snapshot). Each verified file is stored in `state_dir/tuf/`
-//! atomically; the stored root is the starting point of the next refresh, and the stored
-//! timestamp and snapshot are loaded before the fresh ones so versions can never go back.
+//! Each verified file is stored in `state_dir/tuf/` atomically as `<role>.json`; the stored
+//! root is the starting point of the next refresh (the factory root until a newer one
+//! verified), and the stored timestamp and snapshot are loaded before the fresh ones so
+//! versions can never go back.
 
-use crate::client::{ApiClient, join_url};
+use crate::client::ApiClient;
 use crate::error::{AgentError, io_err};
-use crate::state::write_atomic;
+use crate::tuf_updater::{TargetInfo, UpdateError, Updater};
 use chrono::{DateTime, Utc};
-use ferry_artifact::tuf::{TrustedSet, target_path_with_hash};
+use ferry_artifact::tuf::{TargetFile, TrustedSet, target_path_with_hash};
 use ferry_core::api::UpdateOffer;
 use std::path::{Path, PathBuf};
 
 /// Largest metadata file the agent accepts (endless-data protection).
 pub const METADATA_LIMIT: u64 = 4 * 1024 * 1024;
-/// Most root versions the agent walks in one refresh.
-pub const MAX_ROOT_ROTATIONS: u64 = 256;
+/// Most root versions the agent applies in one refresh (as [`crate::tuf_updater::UpdaterConfig`]).
+pub const MAX_ROOT_ROTATIONS: u64 = 32;
 
 /// TUF metadata could not be fetched, verified, or did not vouch for the offer.
 #[derive(Debug, thiserror::Error)]
@@ -50,11 +51,9 @@ pub enum TufClientError {
         /// Where it was looked for.
         url: String,
     },
-    /// The server keeps presenting new root versions.
-    #[error(
-        "more than {MAX_ROOT_ROTATIONS} root versions in one refresh; refusing endless root rotation"
-    )]
-    TooManyRoots,
+    /// The TUF workflow failed (names the role, version, URL, expected vs found).
+    #[error(transparent)]
+    Update(#[from] UpdateError),
     /// The offered target is not in the signed targets metadata.
     #[error(
         "target {name} is not listed in the signed targets metadata; refusing an offer the repository does not vouch for"
@@ -144,35 +143,28 @@ impl TufClient {
         Ok(())
     }
 
-    async fn fetch(
+    fn updater(
         &self,
         api: &ApiClient,
-        base: &str,
-        file: &str,
-    ) -> Result<(String, Option<Vec<u8>>), AgentError> {
-        let url = join_url(base, file);
-        let bytes = api.get_limited(&url, METADATA_LIMIT).await?;
-        Ok((url, bytes))
-    }
-
-    async fn fetch_required(
-        &self,
-        api: &ApiClient,
-        base: &str,
-        file: &str,
-    ) -> Result<(String, Vec<u8>), AgentError> {
-        let (url, bytes) = self.fetch(api, base, file).await?;
-        match bytes {
-            Some(b) => Ok((url, b)),
-            None => Err(TufClientError::Missing {
-                file: file.to_string(),
-                url,
+        base_url: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Updater, AgentError> {
+        let root = self.trusted_root()?;
+        let root_path = if self.stored("root").exists() {
+            self.stored("root")
+        } else {
+            self.factory_root.clone()
+        };
+        let base = api.resolve(base_url);
+        Updater::for_agent(api, &self.dir, &base, now, &root, &root_path).map_err(|e| match e {
+            UpdateError::TrustedRoot { path, reason } => {
+                TufClientError::TrustedRoot { path, reason }.into()
             }
-            .into()),
-        }
+            other => other.into(),
+        })
     }
 
-    /// Refreshes all metadata from `base_url` at time `now`; returns the verified set.
+    /// Refreshes all top-level metadata from `base_url` at time `now`; returns the verified set.
     ///
     /// The previously trusted timestamp and snapshot are loaded first (even when expired) so
     /// that the fresh ones cannot roll versions back.
@@ -182,85 +174,53 @@ impl TufClient {
         base_url: &str,
         now: DateTime<Utc>,
     ) -> Result<TrustedSet, AgentError> {
-        let base = api.resolve(base_url);
-        let rejected = |file: &str, url: &str, e: &dyn std::fmt::Display| -> AgentError {
-            TufClientError::Rejected {
-                file: file.to_string(),
-                url: url.to_string(),
-                reason: e.to_string(),
-            }
-            .into()
-        };
-        let start_root = self.trusted_root()?;
-        let mut set = TrustedSet::new(&start_root).map_err(|e| TufClientError::TrustedRoot {
-            path: self.factory_root.clone(),
-            reason: e.to_string(),
-        })?;
+        let mut updater = self.updater(api, base_url, now)?;
+        updater.refresh().await?;
+        Ok(updater.into_trusted_set())
+    }
 
-        // 1. Root rotation, one version at a time.
-        let mut walked = 0;
-        loop {
-            let file = format!("{}.root.json", set.root_version() + 1);
-            let (url, bytes) = self.fetch(api, &base, &file).await?;
-            let Some(bytes) = bytes else { break };
-            walked += 1;
-            if walked > MAX_ROOT_ROTATIONS {
-                return Err(TufClientError::TooManyRoots.into());
-            }
-            set.update_root(&bytes)
-                .map_err(|e| rejected(&file, &url, &e))?;
-            write_atomic(&self.stored("root"), &bytes, 0o644)?;
-        }
-        set.check_root_expiry(now)
-            .map_err(|e| rejected("root.json", &join_url(&base, "root.json"), &e))?;
-
-        // 2. Timestamp: the trusted copy first (rollback reference, kept even if expired).
-        if let Ok(cached) = std::fs::read(self.stored("timestamp"))
-            && let Err(e) = set.update_timestamp(&cached, now)
-        {
-            tracing::debug!("stored timestamp.json kept as rollback reference only: {e}");
-        }
-        let (ts_url, ts) = self.fetch_required(api, &base, "timestamp.json").await?;
-        set.update_timestamp(&ts, now)
-            .map_err(|e| rejected("timestamp.json", &ts_url, &e))?;
-
-        // 3. Snapshot named by the timestamp, after the trusted copy.
-        let snap_version = set
-            .timestamp_snapshot_version()
-            .ok_or_else(|| rejected("timestamp.json", &ts_url, &"lists no snapshot.json"))?;
-        if let Ok(cached) = std::fs::read(self.stored("snapshot"))
-            && let Err(e) = set.load_cached_snapshot(&cached, now)
-        {
-            tracing::debug!("stored snapshot.json kept as rollback reference only: {e}");
-        }
-        let snap_file = format!("{snap_version}.snapshot.json");
-        let (snap_url, snap) = self.fetch_required(api, &base, &snap_file).await?;
-        set.update_snapshot(&snap, now)
-            .map_err(|e| rejected(&snap_file, &snap_url, &e))?;
-
-        // 4. Targets named by the snapshot.
-        let targets_version = set
-            .snapshot_version_for_targets()
-            .ok_or_else(|| rejected(&snap_file, &snap_url, &"lists no targets.json"))?;
-        let targets_file = format!("{targets_version}.targets.json");
-        let (targets_url, targets) = self.fetch_required(api, &base, &targets_file).await?;
-        set.update_targets(&targets, now)
-            .map_err(|e| rejected(&targets_file, &targets_url, &e))?;
-
-        write_atomic(&self.stored("timestamp"), &ts, 0o644)?;
-        write_atomic(&self.stored("snapshot"), &snap, 0o644)?;
-        write_atomic(&self.stored("targets"), &targets, 0o644)?;
-        Ok(set)
+    /// Refreshes like [`TufClient::refresh`], then searches the delegation tree for target
+    /// `name` (fetching delegated roles lazily); returns the verified set and what was found.
+    pub async fn refresh_target(
+        &self,
+        api: &ApiClient,
+        base_url: &str,
+        now: DateTime<Utc>,
+        name: &str,
+    ) -> Result<(TrustedSet, Option<TargetInfo>), AgentError> {
+        let mut updater = self.updater(api, base_url, now)?;
+        updater.refresh().await?;
+        let found = updater.get_targetinfo(name).await?;
+        Ok((updater.into_trusted_set(), found))
     }
 
     /// Looks the offered target up in verified metadata; length and hash come from there.
     ///
     /// Refuses a target that is missing, or whose signed component/version differ from the offer.
     pub fn lookup(set: &TrustedSet, offer: &UpdateOffer) -> Result<VerifiedTarget, TufClientError> {
+        TufClient::check_offer(set, set.target(&offer.target_name), offer)
+    }
+
+    /// Like [`TufClient::lookup`] for a target found by the delegation search
+    /// ([`TufClient::refresh_target`]).
+    pub fn lookup_found(
+        set: &TrustedSet,
+        found: Option<&TargetInfo>,
+        offer: &UpdateOffer,
+    ) -> Result<VerifiedTarget, TufClientError> {
+        let target = found
+            .filter(|info| info.name == offer.target_name)
+            .map(|info| &info.file);
+        TufClient::check_offer(set, target, offer)
+    }
+
+    fn check_offer(
+        set: &TrustedSet,
+        target: Option<&TargetFile>,
+        offer: &UpdateOffer,
+    ) -> Result<VerifiedTarget, TufClientError> {
         let name = &offer.target_name;
-        let target = set
-            .target(name)
-            .ok_or_else(|| TufClientError::MissingTarget { name: name.clone() })?;
+        let target = target.ok_or_else(|| TufClientError::MissingTarget { name: name.clone() })?;
         let mismatch =
             |field: &'static str, signed: String, offered: String| TufClientError::TargetMismatch {
                 name: name.clone(),

@@ -26,6 +26,10 @@ enum Command {
     Server(cmd::server::Args),
     /// Run the device agent.
     Agent(cmd::agent::Args),
+    /// Statically scan firmware (a directory, a file or a `.ferry` artifact): ELF hardening, dangerous imports, signatures, secrets.
+    Scan(cmd::scan::Args),
+    /// Standard TUF client (init, refresh, download); exits 0 on success, 1 on any failure.
+    TufClient(cmd::tuf_client::Args),
     /// Binary deltas: diff two files, apply a patch, compare with other differs.
     #[command(subcommand)]
     Delta(cmd::delta::Command),
@@ -45,6 +49,8 @@ fn main() -> ExitCode {
         Command::Artifact(c) => cmd::artifact::run(c),
         Command::Server(a) => cmd::server::run(a),
         Command::Agent(a) => cmd::agent::run(a),
+        Command::Scan(a) => cmd::scan::run(a),
+        Command::TufClient(a) => cmd::tuf_client::run(a),
         Command::Delta(c) => cmd::delta::run(c),
         Command::Patch(c) => cmd::patch::run(c),
         Command::Demo(c) => cmd::demo::run(c),

@@ -37,6 +37,13 @@ pub struct CheckinRequest {
     pub upgrader_version: Version,
     /// Version of the main program.
     pub main_version: Version,
+    /// The agent can install delta packages; without it the server offers full packages only.
+    #[serde(default)]
+    pub accepts_deltas: bool,
+    /// Components for which the device holds an uncleared delta-failure record: the server
+    /// answers with the full package for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delta_failures: Vec<Component>,
 }
 
 /// Why the server has nothing to offer.
@@ -82,6 +89,21 @@ pub struct UpdateOffer {
     pub sha256: String,
 }
 
+/// The delta half of a [`CheckinResponse::Delta`]: a delta package turning the device's
+/// running release into the offered one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaOffer {
+    /// The running version the delta applies to.
+    pub from_version: Version,
+    /// TUF target name of the delta package (e.g. `main/1.0.0_1.1.0.delta`); the agent
+    /// verifies it through TUF metadata like every other target.
+    pub target_name: String,
+    /// Expected length (a hint; the signed targets metadata is authoritative).
+    pub length: u64,
+    /// Expected sha256 (hex), a hint; the signed targets metadata is authoritative.
+    pub sha256: String,
+}
+
 /// Answer to [`CheckinRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
@@ -91,11 +113,38 @@ pub enum CheckinResponse {
         /// Why.
         reason: NothingNewReason,
     },
-    /// An update is available.
+    /// An update is available as a full package.
     Update {
         /// What to fetch.
         offer: UpdateOffer,
     },
+    /// An update is available as a delta from the running version (only sent to agents that
+    /// set [`CheckinRequest::accepts_deltas`]). `offer` is the full package of the same
+    /// release, the fallback when the delta cannot be applied.
+    Delta {
+        /// The full package of the offered release.
+        offer: UpdateOffer,
+        /// The delta package to fetch instead.
+        delta: DeltaOffer,
+    },
+}
+
+impl CheckinResponse {
+    /// The offered release's full-package pointer, if an update is offered.
+    pub fn offer(&self) -> Option<&UpdateOffer> {
+        match self {
+            CheckinResponse::NothingNew { .. } => None,
+            CheckinResponse::Update { offer } | CheckinResponse::Delta { offer, .. } => Some(offer),
+        }
+    }
+
+    /// The delta pointer, if the update is offered as a delta.
+    pub fn delta(&self) -> Option<&DeltaOffer> {
+        match self {
+            CheckinResponse::Delta { delta, .. } => Some(delta),
+            _ => None,
+        }
+    }
 }
 
 /// Result of an upgrade attempt.
@@ -184,6 +233,80 @@ pub struct ReleaseRecord {
     pub go_live: Option<u64>,
     /// When it was uploaded (Unix milliseconds).
     pub created_at: u64,
+    /// Delta packages the server built to this release, one per base version.
+    #[serde(default)]
+    pub deltas: Vec<DeltaRecord>,
+}
+
+impl ReleaseRecord {
+    /// The delta from `running` to this release, if the server has one.
+    pub fn delta_from(&self, running: &Version) -> Option<&DeltaRecord> {
+        self.deltas.iter().find(|d| &d.from_version == running)
+    }
+}
+
+/// A delta package the server built and published as a TUF target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaRecord {
+    /// Component of both releases.
+    pub component: Component,
+    /// The base release the delta applies to.
+    pub from_version: Version,
+    /// The release the delta produces.
+    pub to_version: Version,
+    /// TUF target name: `{component}/{from}_{to}.delta`.
+    pub target_name: String,
+    /// Package length in bytes.
+    pub length: u64,
+    /// Package sha256 (hex).
+    pub sha256: String,
+    /// When it was built (Unix milliseconds).
+    pub created_at: u64,
+}
+
+impl DeltaRecord {
+    /// The TUF target name of the delta from `from` to `to` of `component`.
+    pub fn target_name_for(component: Component, from: &Version, to: &Version) -> String {
+        format!("{component}/{from}_{to}.delta")
+    }
+}
+
+/// An existing file that did not match what a delta expected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMismatch {
+    /// Path relative to the release directory.
+    pub path: String,
+    /// sha256 the delta expected.
+    pub expected: String,
+    /// What the device found: a sha256, or why none could be computed ("missing", …).
+    pub found: String,
+}
+
+/// Why a device could not apply a delta (`POST /api/v1/delta-failures`). While the record
+/// stands the server offers that device full packages of the component; a successful full
+/// install clears it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeltaFailureRecord {
+    /// The device; must match the bearer token's device.
+    pub device_id: DeviceId,
+    /// Component the delta was for.
+    pub component: Component,
+    /// The running version the delta was built from.
+    pub from_version: Version,
+    /// The version the delta would have produced.
+    pub to_version: Version,
+    /// TUF target name of the delta package.
+    pub target_name: String,
+    /// Install state in which the failure happened (e.g. `downloading`, `backed_up`).
+    pub state: String,
+    /// What failed, in words.
+    pub reason: String,
+    /// Each file whose content differed from what the delta expected.
+    #[serde(default)]
+    pub files: Vec<FileMismatch>,
+    /// When the device recorded it (Unix milliseconds, device clock).
+    pub failed_at: u64,
 }
 
 /// `POST /api/v1/releases/{component}/{version}/blacklist`.
@@ -228,6 +351,51 @@ mod tests {
         let j = serde_json::to_value(&r).unwrap();
         assert_eq!(j["status"], "nothing_new");
         assert_eq!(j["reason"]["kind"], "up_to_date");
+    }
+
+    #[test]
+    fn checkin_request_from_an_agent_without_delta_support_still_parses() {
+        let j = r#"{"device_id":"d1","device_type":"t","upgrader_version":"1.0.0","main_version":"1.0.0"}"#;
+        let r: CheckinRequest = serde_json::from_str(j).unwrap();
+        assert!(!r.accepts_deltas);
+        assert!(r.delta_failures.is_empty());
+    }
+
+    #[test]
+    fn release_record_without_deltas_field_parses_with_none() {
+        let j = r#"{"component":"main","version":"1.1.0","device_types":[],"target_name":"main/1.1.0.ferry",
+            "length":3,"sha256":"ab","blacklist":[],"go_live":null,"created_at":0}"#;
+        let r: ReleaseRecord = serde_json::from_str(j).unwrap();
+        assert!(r.deltas.is_empty());
+        assert_eq!(r.delta_from(&Version::new(1, 0, 0)), None);
+    }
+
+    #[test]
+    fn delta_answer_is_tagged_and_carries_the_full_package_too() {
+        let offer = UpdateOffer {
+            component: Component::Main,
+            version: Version::new(1, 1, 0),
+            target_name: "main/1.1.0.ferry".into(),
+            file_base_url: "http://s/files".into(),
+            metadata_base_url: "http://s/tuf".into(),
+            chunk_size: 4096,
+            length: 100,
+            sha256: "aa".into(),
+        };
+        let delta = DeltaOffer {
+            from_version: Version::new(1, 0, 0),
+            target_name: DeltaRecord::target_name_for(Component::Main, &Version::new(1, 0, 0), &Version::new(1, 1, 0)),
+            length: 10,
+            sha256: "bb".into(),
+        };
+        let r = CheckinResponse::Delta { offer: offer.clone(), delta: delta.clone() };
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["status"], "delta");
+        assert_eq!(j["delta"]["target_name"], "main/1.0.0_1.1.0.delta");
+        let back: CheckinResponse = serde_json::from_value(j).unwrap();
+        assert_eq!(back.offer(), Some(&offer));
+        assert_eq!(back.delta(), Some(&delta));
+        assert_eq!(CheckinResponse::Update { offer }.delta(), None);
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub struct Pending {
     /// Bytes fetched so far in this attempt (all sessions).
     #[serde(default)]
     pub bytes_downloaded: u64,
+    /// Set when `target_name` is a delta package from this running version (the release is
+    /// built from it instead of unpacked from a full artifact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_from: Option<Version>,
 }
 
 /// Where an install stands.
@@ -219,6 +223,7 @@ mod tests {
             to_version: Version::new(1, 1, 0),
             target_name: "main/1.1.0.ferry".into(),
             bytes_downloaded: 0,
+            delta_from: None,
         }
     }
 
@@ -296,6 +301,13 @@ mod tests {
             let back: InstallState = serde_json::from_str(&json).unwrap();
             assert_eq!(back.recovery(), want, "{json}");
         }
+    }
+
+    #[test]
+    fn state_persisted_before_deltas_existed_reads_back_as_a_full_install() {
+        let json = r#"{"state":"downloading","pending":{"component":"main","from_version":"1.0.0","to_version":"1.1.0","target_name":"main/1.1.0.ferry"},"done":0}"#;
+        let s: InstallState = serde_json::from_str(json).unwrap();
+        assert_eq!(s.pending().unwrap().delta_from, None);
     }
 
     #[test]

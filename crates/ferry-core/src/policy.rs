@@ -1,6 +1,6 @@
 //! The server's update decision: what to offer a device that checks in. Pure.
 
-use crate::api::{NothingNewReason, ReleaseRecord};
+use crate::api::{DeltaRecord, NothingNewReason, ReleaseRecord};
 use crate::{Component, DeviceId, UnixMillis, Version};
 
 /// What the server knows about a device at check-in.
@@ -14,6 +14,11 @@ pub struct DeviceState {
     pub upgrader_version: Version,
     /// Running main-program version.
     pub main_version: Version,
+    /// The agent can install delta packages.
+    pub accepts_deltas: bool,
+    /// Components for which the device has a delta-failure record (reported by the device or
+    /// stored by the server): those get full packages until a full install clears the record.
+    pub delta_failures: Vec<Component>,
 }
 
 impl DeviceState {
@@ -31,8 +36,38 @@ impl DeviceState {
 pub enum Offer {
     /// Answer "nothing new", with the reason.
     NothingNew(NothingNewReason),
-    /// Offer this release.
-    Update(ReleaseRecord),
+    /// Offer this release as its full package.
+    Full(ReleaseRecord),
+    /// Offer this release as a delta from the running version.
+    Delta {
+        /// The release offered.
+        release: ReleaseRecord,
+        /// The delta from the device's running version to it.
+        delta: DeltaRecord,
+    },
+}
+
+impl Offer {
+    /// The release offered, if any.
+    pub fn release(&self) -> Option<&ReleaseRecord> {
+        match self {
+            Offer::NothingNew(_) => None,
+            Offer::Full(r) | Offer::Delta { release: r, .. } => Some(r),
+        }
+    }
+}
+
+/// How to ship `release` to `device`: a delta when the device runs the delta's base version,
+/// accepts deltas and has no delta-failure record for the component; the full package otherwise.
+fn delivery(device: &DeviceState, release: &ReleaseRecord) -> Offer {
+    let running = device.version_of(release.component);
+    match release.delta_from(running) {
+        Some(delta) if device.accepts_deltas && !device.delta_failures.contains(&release.component) => Offer::Delta {
+            release: release.clone(),
+            delta: delta.clone(),
+        },
+        _ => Offer::Full(release.clone()),
+    }
 }
 
 fn compatible(release: &ReleaseRecord, device_type: &str) -> bool {
@@ -45,6 +80,9 @@ fn compatible(release: &ReleaseRecord, device_type: &str) -> bool {
 /// newest release compatible with the device type and already live is the candidate. The
 /// device gets "nothing new" when it already runs that version or newer (never a downgrade),
 /// or when the candidate's blacklist holds it; an older release is never offered instead.
+/// The release is shipped as a delta when the server built one from the running version, the
+/// agent accepts deltas and the device has no delta-failure record for the component; as the
+/// full package otherwise.
 pub fn offer(device: &DeviceState, releases: &[ReleaseRecord], now: UnixMillis) -> Offer {
     let mut reason: Option<NothingNewReason> = None;
     let mut any_compatible = false;
@@ -77,7 +115,7 @@ pub fn offer(device: &DeviceState, releases: &[ReleaseRecord], now: UnixMillis) 
                         version: r.version.clone(),
                     });
                 } else {
-                    return Offer::Update(r.clone());
+                    return delivery(device, r);
                 }
             }
             _ => {
@@ -107,6 +145,8 @@ mod tests {
             device_type: "gw".into(),
             upgrader_version: v(agent),
             main_version: v(main),
+            accepts_deltas: true,
+            delta_failures: vec![],
         }
     }
     fn rel(c: Component, ver: &str) -> ReleaseRecord {
@@ -120,7 +160,21 @@ mod tests {
             blacklist: vec![],
             go_live: None,
             created_at: 0,
+            deltas: vec![],
         }
+    }
+    fn with_delta(mut r: ReleaseRecord, from: &str) -> ReleaseRecord {
+        let from = v(from);
+        r.deltas.push(DeltaRecord {
+            component: r.component,
+            target_name: DeltaRecord::target_name_for(r.component, &from, &r.version),
+            from_version: from,
+            to_version: r.version.clone(),
+            length: 3,
+            sha256: "11".into(),
+            created_at: 0,
+        });
+        r
     }
 
     #[test]
@@ -132,13 +186,13 @@ mod tests {
     #[test]
     fn newer_main_release_is_offered() {
         let o = offer(&dev("1.0.0", "1.0.0"), &[rel(Component::Main, "1.0.0"), rel(Component::Main, "1.1.0")], 0);
-        assert!(matches!(o, Offer::Update(r) if r.version == v("1.1.0")));
+        assert!(matches!(o, Offer::Full(r) if r.version == v("1.1.0")));
     }
 
     #[test]
     fn offers_the_newest_of_several_releases() {
         let rs = [rel(Component::Main, "1.2.0"), rel(Component::Main, "1.10.0"), rel(Component::Main, "1.9.0")];
-        assert!(matches!(offer(&dev("1.0.0", "1.0.0"), &rs, 0), Offer::Update(r) if r.version == v("1.10.0")));
+        assert!(matches!(offer(&dev("1.0.0", "1.0.0"), &rs, 0), Offer::Full(r) if r.version == v("1.10.0")));
     }
 
     #[test]
@@ -156,7 +210,7 @@ mod tests {
     fn blacklist_of_one_device_does_not_affect_another() {
         let mut r = rel(Component::Main, "2.0.0");
         r.blacklist.push(DeviceId::new("other").unwrap());
-        assert!(matches!(offer(&dev("1.0.0", "1.0.0"), &[r], 0), Offer::Update(_)));
+        assert!(matches!(offer(&dev("1.0.0", "1.0.0"), &[r], 0), Offer::Full(_)));
     }
 
     #[test]
@@ -168,8 +222,8 @@ mod tests {
     #[test]
     fn agent_update_is_offered_before_main() {
         let rs = [rel(Component::Main, "2.0.0"), rel(Component::Agent, "1.1.0")];
-        assert!(matches!(offer(&dev("1.0.0", "1.0.0"), &rs, 0), Offer::Update(r) if r.component == Component::Agent));
-        assert!(matches!(offer(&dev("1.0.0", "1.1.0"), &rs, 0), Offer::Update(r) if r.component == Component::Main));
+        assert!(matches!(offer(&dev("1.0.0", "1.0.0"), &rs, 0), Offer::Full(r) if r.component == Component::Agent));
+        assert!(matches!(offer(&dev("1.0.0", "1.1.0"), &rs, 0), Offer::Full(r) if r.component == Component::Main));
     }
 
     #[test]
@@ -177,7 +231,7 @@ mod tests {
         let mut r = rel(Component::Main, "2.0.0");
         r.go_live = Some(1_000);
         assert_eq!(offer(&dev("1.0.0", "1.0.0"), &[r.clone()], 999), Offer::NothingNew(NothingNewReason::NotLiveYet { go_live: 1_000 }));
-        assert!(matches!(offer(&dev("1.0.0", "1.0.0"), &[r], 1_000), Offer::Update(_)));
+        assert!(matches!(offer(&dev("1.0.0", "1.0.0"), &[r], 1_000), Offer::Full(_)));
     }
 
     #[test]
@@ -191,7 +245,92 @@ mod tests {
     fn empty_device_types_means_any_device() {
         let mut r = rel(Component::Main, "2.0.0");
         r.device_types.clear();
-        assert!(matches!(offer(&dev("1.0.0", "1.0.0"), &[r], 0), Offer::Update(_)));
+        assert!(matches!(offer(&dev("1.0.0", "1.0.0"), &[r], 0), Offer::Full(_)));
+    }
+
+    #[test]
+    fn device_running_the_delta_base_gets_the_delta() {
+        let r = with_delta(rel(Component::Main, "1.1.0"), "1.0.0");
+        match offer(&dev("1.0.0", "1.0.0"), &[r], 0) {
+            Offer::Delta { release, delta } => {
+                assert_eq!(release.version, v("1.1.0"));
+                assert_eq!(delta.from_version, v("1.0.0"));
+                assert_eq!(delta.target_name, "main/1.0.0_1.1.0.delta");
+            }
+            other => panic!("expected a delta, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn device_running_a_version_without_delta_gets_full_package() {
+        let r = with_delta(rel(Component::Main, "1.2.0"), "1.1.0");
+        assert!(matches!(offer(&dev("1.0.0", "1.0.0"), &[r], 0), Offer::Full(r) if r.version == v("1.2.0")));
+    }
+
+    #[test]
+    fn rooted_device_with_failure_record_gets_full_package() {
+        let r = with_delta(rel(Component::Main, "1.1.0"), "1.0.0");
+        let mut d = dev("1.0.0", "1.0.0");
+        d.delta_failures = vec![Component::Main];
+        assert!(matches!(offer(&d, &[r], 0), Offer::Full(r) if r.version == v("1.1.0")));
+    }
+
+    #[test]
+    fn failure_record_of_another_component_does_not_stop_deltas() {
+        let r = with_delta(rel(Component::Main, "1.1.0"), "1.0.0");
+        let mut d = dev("1.0.0", "1.0.0");
+        d.delta_failures = vec![Component::Agent];
+        assert!(matches!(offer(&d, &[r], 0), Offer::Delta { .. }));
+    }
+
+    #[test]
+    fn agent_without_delta_support_gets_full_package() {
+        let r = with_delta(rel(Component::Main, "1.1.0"), "1.0.0");
+        let mut d = dev("1.0.0", "1.0.0");
+        d.accepts_deltas = false;
+        assert!(matches!(offer(&d, &[r], 0), Offer::Full(_)));
+    }
+
+    #[test]
+    fn delta_never_bypasses_blacklist_go_live_or_downgrade_rules() {
+        let mut bl = with_delta(rel(Component::Main, "1.1.0"), "1.0.0");
+        bl.blacklist.push(DeviceId::new("dev-1").unwrap());
+        assert!(matches!(offer(&dev("1.0.0", "1.0.0"), &[bl], 0), Offer::NothingNew(NothingNewReason::Blacklisted { .. })));
+        let mut later = with_delta(rel(Component::Main, "1.1.0"), "1.0.0");
+        later.go_live = Some(50);
+        assert_eq!(offer(&dev("1.0.0", "1.0.0"), &[later], 49), Offer::NothingNew(NothingNewReason::NotLiveYet { go_live: 50 }));
+        let old = with_delta(rel(Component::Main, "1.1.0"), "1.0.0");
+        assert_eq!(offer(&dev("1.1.0", "1.0.0"), &[old], 0), Offer::NothingNew(NothingNewReason::UpToDate));
+    }
+
+    #[test]
+    fn newest_release_is_offered_full_even_when_an_older_one_has_a_delta() {
+        let older = with_delta(rel(Component::Main, "1.1.0"), "1.0.0");
+        let newest = rel(Component::Main, "1.2.0");
+        assert!(matches!(offer(&dev("1.0.0", "1.0.0"), &[older, newest], 0), Offer::Full(r) if r.version == v("1.2.0")));
+    }
+
+    #[test]
+    fn upgrader_delta_is_chosen_by_the_running_upgrader_version() {
+        let r = with_delta(rel(Component::Agent, "1.1.0"), "1.0.0");
+        assert!(matches!(offer(&dev("9.0.0", "1.0.0"), &[r.clone()], 0), Offer::Delta { delta, .. } if delta.component == Component::Agent));
+        assert!(matches!(offer(&dev("9.0.0", "0.9.0"), &[r], 0), Offer::Full(_)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn delta_is_offered_exactly_when_base_matches_and_no_failure_record(
+            running in 0u64..4, base in 0u64..4, failed in proptest::bool::ANY, accepts in proptest::bool::ANY
+        ) {
+            let r = with_delta(rel(Component::Main, "1.9.0"), &format!("1.{base}.0"));
+            let mut d = dev(&format!("1.{running}.0"), "1.0.0");
+            d.accepts_deltas = accepts;
+            if failed { d.delta_failures.push(Component::Main); }
+            let o = offer(&d, &[r], 0);
+            let want_delta = running == base && !failed && accepts;
+            proptest::prop_assert_eq!(matches!(o, Offer::Delta { .. }), want_delta);
+            proptest::prop_assert!(o.release().is_some());
+        }
     }
 
     proptest::proptest! {
@@ -205,7 +344,7 @@ mod tests {
                 r
             }).collect();
             let d = dev(&format!("1.{running}.0"), "1.0.0");
-            if let Offer::Update(r) = offer(&d, &rs, 0) {
+            if let Some(r) = offer(&d, &rs, 0).release() {
                 proptest::prop_assert!(r.version > d.main_version);
                 proptest::prop_assert!(!r.blacklist.contains(&d.id));
                 proptest::prop_assert!(rs.iter().all(|o| o.version <= r.version));

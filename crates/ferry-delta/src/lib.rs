@@ -5,6 +5,8 @@
 //! - [`apply`] / [`apply_files`]: rebuild the new file in bounded memory, verifying the old file
 //!   before and the new file after.
 //! - [`tree`]: deltas between release directories, with pre-verification of every file touched.
+//! - [`package`]: the delta package a server ships: a tree delta plus the new release's signed
+//!   manifest.
 //! - [`bench`]: the comparison against bsdiff, xdelta3, zstd and HDiffPatch.
 //!
 //! The patch format is documented in `FORMAT.md` beside this crate's `Cargo.toml`.
@@ -19,6 +21,7 @@ pub mod exe;
 mod files;
 pub mod format;
 mod matcher;
+pub mod package;
 mod streams;
 mod suffix;
 pub mod tree;

@@ -9,8 +9,8 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use ferry_core::api::{
-    BackupRecord, CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, ReleaseRecord,
-    UpdateOffer, UpgradeReport,
+    BackupRecord, CheckinRequest, CheckinResponse, DeltaFailureRecord, DeltaOffer, EnrollRequest,
+    EnrollResponse, Outcome, ReleaseRecord, UpdateOffer, UpgradeReport,
 };
 use ferry_core::policy::{DeviceState, Offer, offer};
 use ferry_core::{Component, DeviceId, Version};
@@ -86,16 +86,36 @@ pub async fn checkin(
         .releases()
         .await
         .map_err(|e| AppError::store("listing releases", e))?;
+    let mut delta_failures = req.delta_failures.clone();
+    if req.accepts_deltas {
+        let stored = state
+            .registry
+            .delta_failures(id)
+            .await
+            .map_err(|e| AppError::store(&format!("reading the delta failures of device {id}"), e))?;
+        delta_failures.extend(stored.into_iter().map(|f| f.component));
+    }
     let device = DeviceState {
         id: id.clone(),
         device_type: req.device_type.clone(),
         upgrader_version: req.upgrader_version.clone(),
         main_version: req.main_version.clone(),
+        accepts_deltas: req.accepts_deltas,
+        delta_failures,
     };
     let response = match offer(&device, &releases, now) {
         Offer::NothingNew(reason) => CheckinResponse::NothingNew { reason },
-        Offer::Update(release) => CheckinResponse::Update {
+        Offer::Full(release) => CheckinResponse::Update {
             offer: build_offer(&state, id, release).await?,
+        },
+        Offer::Delta { release, delta } => CheckinResponse::Delta {
+            offer: build_offer(&state, id, release).await?,
+            delta: DeltaOffer {
+                from_version: delta.from_version,
+                target_name: delta.target_name,
+                length: delta.length,
+                sha256: delta.sha256,
+            },
         },
     };
     tracing::info!(device = %id, main = %req.main_version, upgrader = %req.upgrader_version, ?response, "check-in");
@@ -162,7 +182,52 @@ pub async fn report(
         })?;
     tracing::info!(device = %report.device_id, component = %report.component, from = %report.from_version,
         to = %report.to_version, outcome = ?report.outcome, reason = %report.reason, "upgrade report archived");
+    // A device with a delta-failure record is only offered full packages, so its next
+    // successful install of that component is the full install that clears the record.
+    if report.outcome == Outcome::Success {
+        let cleared = state
+            .registry
+            .clear_delta_failure(&report.device_id, report.component)
+            .await
+            .map_err(|e| {
+                AppError::store(
+                    &format!(
+                        "clearing the delta-failure record of device {} for {}",
+                        report.device_id, report.component
+                    ),
+                    e,
+                )
+            })?;
+        if cleared {
+            tracing::info!(device = %report.device_id, component = %report.component, to = %report.to_version,
+                "delta-failure record cleared after a successful full install");
+        }
+    }
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
+}
+
+/// `POST /api/v1/delta-failures`: a device could not apply a delta (a file it relies on
+/// differs, say); stores the record so the device gets full packages of that component until a
+/// successful install clears it. Answers 201 with the stored record.
+pub async fn report_delta_failure(
+    State(state): State<AppState>,
+    auth: DeviceAuth,
+    ApiJson(record): ApiJson<DeltaFailureRecord>,
+) -> AppResult<(StatusCode, Json<DeltaFailureRecord>)> {
+    auth.require(&record.device_id)?;
+    state.registry.put_delta_failure(&record).await.map_err(|e| {
+        AppError::store(
+            &format!(
+                "storing the delta-failure record of device {} for {} {} -> {}",
+                record.device_id, record.component, record.from_version, record.to_version
+            ),
+            e,
+        )
+    })?;
+    tracing::warn!(device = %record.device_id, component = %record.component, from = %record.from_version,
+        to = %record.to_version, state = %record.state, reason = %record.reason, files = record.files.len(),
+        "delta failed on device; it gets full packages until a full install succeeds");
+    Ok((StatusCode::CREATED, Json(record)))
 }
 
 /// Parses `{component}/{version}` path segments with errors naming the bad value.

@@ -51,6 +51,85 @@ pub fn parse_target_path(path: &str) -> Option<TargetPath> {
     })
 }
 
+/// A parsed delta path: `main/1.0.0_1.1.0.delta` or `main/HASH.1.0.0_1.1.0.delta`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeltaPath {
+    /// Component named by the path.
+    pub component: Component,
+    /// Base version.
+    pub from: Version,
+    /// Target version.
+    pub to: Version,
+    /// sha256 of the consistent-snapshot form, if used.
+    pub sha256: Option<String>,
+}
+
+/// Parses a `/files/` path naming a delta package; `None` if it names none.
+pub fn parse_delta_path(path: &str) -> Option<DeltaPath> {
+    let (component, rest) = path.split_once('/')?;
+    let component: Component = component.parse().ok()?;
+    let stem = rest.strip_suffix(".delta")?;
+    let (sha256, versions) = match stem.split_once('.') {
+        Some((hash, versions))
+            if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            (Some(hash.to_ascii_lowercase()), versions)
+        }
+        _ => (None, stem),
+    };
+    // Semver never contains '_', so the split is unambiguous.
+    let (from, to) = versions.split_once('_')?;
+    let (from_v, to_v): (Version, Version) = (from.parse().ok()?, to.parse().ok()?);
+    (from_v.to_string() == from && to_v.to_string() == to).then_some(DeltaPath {
+        component,
+        from: from_v,
+        to: to_v,
+        sha256,
+    })
+}
+
+/// What a `/files/` path names: the store key, length and sha256 of a release artifact or of
+/// a delta package, and a label for messages.
+struct Served {
+    key: String,
+    length: u64,
+    sha256: String,
+    label: String,
+}
+
+async fn resolve_any(state: &AppState, path: &str) -> AppResult<Served> {
+    if let Some(d) = parse_delta_path(path) {
+        let unknown = || {
+            AppError::not_found(format!(
+                "no delta package at /files/{path}; use the delta target_name from a check-in offer (e.g. main/1.0.0_1.1.0.delta)"
+            ))
+        };
+        let release = state
+            .registry
+            .release(d.component, &d.to)
+            .await
+            .map_err(|e| AppError::store(&format!("looking up release {} {}", d.component, d.to), e))?
+            .ok_or_else(unknown)?;
+        let delta = release.delta_from(&d.from).ok_or_else(unknown)?;
+        if d.sha256.as_ref().is_some_and(|h| *h != delta.sha256) {
+            return Err(unknown());
+        }
+        return Ok(Served {
+            key: crate::deltas::delta_key(delta),
+            length: delta.length,
+            sha256: delta.sha256.clone(),
+            label: format!("delta {} {} -> {}", d.component, d.from, d.to),
+        });
+    }
+    let release = resolve(state, path).await?;
+    Ok(Served {
+        key: artifact_key(&release),
+        length: release.length,
+        sha256: release.sha256.clone(),
+        label: format!("{} {}", release.component, release.version),
+    })
+}
+
 async fn resolve(state: &AppState, path: &str) -> AppResult<ReleaseRecord> {
     let unknown = || {
         AppError::not_found(format!(
@@ -83,8 +162,8 @@ pub async fn get_file(
     Path(path): Path<String>,
     headers: HeaderMap,
 ) -> AppResult<Response> {
-    let release = resolve(&state, &path).await?;
-    let key = artifact_key(&release);
+    let served = resolve_any(&state, &path).await?;
+    let key = served.key.clone();
     let info = state
         .store
         .head(&key)
@@ -92,21 +171,21 @@ pub async fn get_file(
         .map_err(|e| AppError::store(&format!("reading artifact {key}"), e))?
         .ok_or_else(|| {
             AppError::internal(
-                &format!("serving {} {}", release.component, release.version),
+                &format!("serving {}", served.label),
                 format!("artifact {key} is missing from the artifact store; restore it from a backup of the store"),
             )
         })?;
-    if info.size != release.length {
+    if info.size != served.length {
         return Err(AppError::internal(
-            &format!("serving {} {}", release.component, release.version),
+            &format!("serving {}", served.label),
             format!(
-                "artifact {key} holds {} bytes but the release records {}; restore it from a backup of the store",
-                info.size, release.length
+                "artifact {key} holds {} bytes but the registry records {}; restore it from a backup of the store",
+                info.size, served.length
             ),
         ));
     }
     let len = info.size;
-    let etag = format!("\"{}\"", release.sha256);
+    let etag = format!("\"{}\"", served.sha256);
     let range = match requested_range(&headers, &etag, len) {
         Ok(range) => range,
         Err(bad) => return Ok(unsatisfiable(&bad, len)),
@@ -197,6 +276,17 @@ mod tests {
     use super::*;
 
     const HASH: &str = "ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12";
+
+    #[test]
+    fn delta_paths_parse_in_plain_and_hashed_form_only_when_canonical() {
+        let d = parse_delta_path("main/1.0.0_1.1.0.delta").unwrap();
+        assert_eq!((d.component, d.from.to_string(), d.to.to_string(), d.sha256), (Component::Main, "1.0.0".into(), "1.1.0".into(), None));
+        let h = parse_delta_path(&format!("agent/{HASH}.1.0.0-rc.1_1.1.0.delta")).unwrap();
+        assert_eq!((h.component, h.from.to_string(), h.sha256.as_deref()), (Component::Agent, "1.0.0-rc.1".into(), Some(HASH)));
+        for bad in ["main/1.0.0.delta", "main/01.0.0_1.1.0.delta", "main/1.0.0_1.1.0.ferry", "main/../1.0.0_1.1.0.delta", "x/1.0.0_1.1.0.delta"] {
+            assert_eq!(parse_delta_path(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn parses_plain_and_consistent_snapshot_names() {

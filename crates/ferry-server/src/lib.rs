@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod deltas;
 pub mod device_api;
 pub mod error;
 pub mod files;
@@ -140,6 +141,14 @@ pub fn router(state: AppState) -> Router {
             .route(
                 "/api/v1/devices/{id}/backups",
                 get(management::device_backups),
+            )
+            .route(
+                "/api/v1/delta-failures",
+                post(device_api::report_delta_failure),
+            )
+            .route(
+                "/api/v1/devices/{id}/delta-failures",
+                get(management::device_delta_failures),
             );
     }
     if role.serves_files() {

@@ -189,6 +189,23 @@ pub async fn device_reports(
     Ok(Json(reports))
 }
 
+/// `GET /api/v1/devices/{id}/delta-failures`: a device's standing delta-failure records
+/// (state, reason, each file with expected vs found hash), by component.
+pub async fn device_delta_failures(
+    State(state): State<AppState>,
+    _op: OperatorAuth,
+    Path(id): Path<String>,
+) -> AppResult<Json<Vec<ferry_core::api::DeltaFailureRecord>>> {
+    let id = parse_device(&id)?;
+    existing_device(&state, &id).await?;
+    let records = state
+        .registry
+        .delta_failures(&id)
+        .await
+        .map_err(|e| AppError::store(&format!("listing delta failures of device {id}"), e))?;
+    Ok(Json(records))
+}
+
 /// `GET /api/v1/devices/{id}/backups`: a device's stored backups, newest first.
 pub async fn device_backups(
     State(state): State<AppState>,

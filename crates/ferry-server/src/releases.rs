@@ -105,6 +105,7 @@ pub async fn upload(
         blacklist: Vec::new(),
         go_live,
         created_at: now_ms(),
+        deltas: Vec::new(),
     };
     let key = artifact_key(&record);
     state
@@ -131,8 +132,17 @@ pub async fn upload(
             ));
         }
     }
+    // Deltas are published with the release's own target; a failure leaves full packages only.
+    let record = match crate::deltas::build_for_release(&state, &record, &spooled.path).await {
+        Ok(deltas) => ReleaseRecord { deltas, ..record },
+        Err(e) => {
+            tracing::warn!(%component, %version, error = %e.message, "no deltas for this release; devices get the full package");
+            record
+        }
+    };
     publish_all(&state).await?;
-    tracing::info!(%component, %version, length = record.length, sha256 = %record.sha256, ?go_live, "release registered");
+    tracing::info!(%component, %version, length = record.length, sha256 = %record.sha256, ?go_live,
+        deltas = record.deltas.len(), "release registered");
     Ok((StatusCode::CREATED, Json(record)))
 }
 
@@ -250,6 +260,7 @@ mod tests {
             blacklist: vec![],
             go_live: None,
             created_at: 0,
+            deltas: vec![],
         };
         assert_eq!(r.target_name, "main/1.2.0.ferry");
         assert_eq!(artifact_key(&r), "main/ab.1.2.0.ferry");

@@ -8,7 +8,7 @@ use crate::error::{AppError, AppResult};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use ferry_artifact::tuf::{Expiry, RepoKeys, Repository, TargetFile};
-use ferry_core::api::ReleaseRecord;
+use ferry_core::api::{DeltaRecord, ReleaseRecord};
 use ferry_store::Registry;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -65,11 +65,24 @@ pub fn target_entry(release: &ReleaseRecord) -> TargetFile {
     )
 }
 
-/// The target entries of all `releases`, keyed by target name.
+/// The TUF target entry of a delta package (custom = component, base and target version).
+pub fn delta_target_entry(delta: &DeltaRecord) -> TargetFile {
+    let custom = json!({
+        "component": delta.component,
+        "version": delta.to_version,
+        "delta_from": delta.from_version,
+    });
+    ferry_artifact::tuf::target_file(&delta.target_name, delta.length, &delta.sha256, custom)
+}
+
+/// The target entries of all `releases` and their delta packages, keyed by target name.
 pub fn targets_of(releases: &[ReleaseRecord]) -> BTreeMap<String, TargetFile> {
     releases
         .iter()
-        .map(|r| (r.target_name.clone(), target_entry(r)))
+        .flat_map(|r| {
+            std::iter::once((r.target_name.clone(), target_entry(r)))
+                .chain(r.deltas.iter().map(|d| (d.target_name.clone(), delta_target_entry(d))))
+        })
         .collect()
 }
 
@@ -291,6 +304,7 @@ mod tests {
             blacklist: vec![],
             go_live: None,
             created_at: 0,
+            deltas: vec![],
         };
         a.publish(&[release("1.0.0")]).await.unwrap();
         let from_b = b.file("timestamp.json").await.unwrap().unwrap();
@@ -312,6 +326,37 @@ mod tests {
             a_targets.version, b_targets.version,
             "a reloaded b's publication instead of republishing"
         );
+    }
+
+    #[test]
+    fn deltas_are_published_as_targets_beside_their_release() {
+        let delta = DeltaRecord {
+            component: ferry_core::Component::Main,
+            from_version: "1.0.0".parse().unwrap(),
+            to_version: "1.1.0".parse().unwrap(),
+            target_name: "main/1.0.0_1.1.0.delta".into(),
+            length: 7,
+            sha256: "cd".repeat(32),
+            created_at: 0,
+        };
+        let release = ReleaseRecord {
+            component: ferry_core::Component::Main,
+            version: "1.1.0".parse().unwrap(),
+            device_types: vec![],
+            target_name: "main/1.1.0.ferry".into(),
+            length: 3,
+            sha256: "ab".repeat(32),
+            blacklist: vec![],
+            go_live: None,
+            created_at: 0,
+            deltas: vec![delta],
+        };
+        let targets = targets_of(&[release]);
+        assert_eq!(targets.keys().collect::<Vec<_>>(), ["main/1.0.0_1.1.0.delta", "main/1.1.0.ferry"]);
+        let d = &targets["main/1.0.0_1.1.0.delta"];
+        assert_eq!(d.length, 7);
+        assert_eq!(d.hashes["sha256"], "cd".repeat(32));
+        assert_eq!(d.custom["delta_from"], "1.0.0");
     }
 
     #[test]

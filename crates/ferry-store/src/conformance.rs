@@ -6,7 +6,9 @@
 
 use crate::{ArtifactStore, Registry, StoreError};
 use bytes::Bytes;
-use ferry_core::api::{BackupRecord, DeviceRecord, Outcome, ReleaseRecord, UpgradeReport};
+use ferry_core::api::{
+    BackupRecord, DeltaFailureRecord, DeltaRecord, DeviceRecord, FileMismatch, Outcome, ReleaseRecord, UpgradeReport,
+};
 use ferry_core::{Component, DeviceId, Version};
 use futures::FutureExt;
 use futures::future::join_all;
@@ -70,6 +72,9 @@ pub async fn registry_on(backend: &str, r: &dyn Registry) {
     check(s, backend, "blacklisting_an_unknown_release_is_not_found", blacklist_unknown(r)).await;
     check(s, backend, "concurrent_blacklist_adds_keep_every_device", blacklist_concurrent(r)).await;
     check(s, backend, "values_beyond_63_bits_are_refused_not_wrapped", too_large_values(r)).await;
+    check(s, backend, "deltas_read_back_with_their_release_and_replace_the_same_base", deltas(r)).await;
+    check(s, backend, "delta_to_an_unknown_release_is_not_found", delta_unknown(r)).await;
+    check(s, backend, "delta_failures_are_kept_per_device_and_component_until_cleared", delta_failures(r)).await;
     check(s, backend, "reports_round_trip_newest_first_with_device_filter_and_limit", reports_order(r)).await;
     check(s, backend, "concurrent_reports_are_all_archived_with_distinct_ids", reports_concurrent(r)).await;
     check(s, backend, "backups_replace_same_key_and_list_newest_first", backups(r)).await;
@@ -239,6 +244,7 @@ fn release(component: Component, version: &str, created_at: u64) -> ReleaseRecor
         blacklist: Vec::new(),
         go_live: Some(created_at + 60_000),
         created_at,
+        deltas: Vec::new(),
     }
 }
 
@@ -361,6 +367,83 @@ async fn too_large_values(r: &dyn Registry) {
     ok(r.put_release(&rel).await, "put a release of length i64::MAX");
     let got = ok(r.release(Component::Main, &ver("99.0.1")).await, "release main 99.0.1").expect("stored");
     assert_eq!(got.length, i64::MAX as u64);
+}
+
+fn delta(component: Component, from: &str, to: &str, sha: char) -> DeltaRecord {
+    DeltaRecord {
+        component,
+        from_version: ver(from),
+        to_version: ver(to),
+        target_name: DeltaRecord::target_name_for(component, &ver(from), &ver(to)),
+        length: 4_096,
+        sha256: sha.to_string().repeat(64),
+        created_at: 9_000,
+    }
+}
+
+async fn deltas(r: &dyn Registry) {
+    // main 2.0.0 and 3.0.0 exist from the ordering check.
+    let from_12 = delta(Component::Main, "1.2.0", "2.0.0", 'a');
+    let from_10 = delta(Component::Main, "10.0.0", "3.0.0", 'b');
+    ok(r.put_delta(&from_12).await, "put delta main 1.2.0 -> 2.0.0");
+    ok(r.put_delta(&from_10).await, "put delta main 10.0.0 -> 3.0.0");
+    let rebuilt = DeltaRecord { sha256: "c".repeat(64), length: 77, ..from_12.clone() };
+    ok(r.put_delta(&rebuilt).await, "put delta main 1.2.0 -> 2.0.0 again");
+    let from_09 = delta(Component::Main, "0.9.0", "2.0.0", 'd');
+    ok(r.put_delta(&from_09).await, "put delta main 0.9.0 -> 2.0.0");
+    let two = ok(r.release(Component::Main, &ver("2.0.0")).await, "release main 2.0.0").expect("main 2.0.0 stored");
+    assert_eq!(two.deltas, vec![from_09.clone(), rebuilt.clone()], "release() carries its deltas, the rebuilt one replacing the first");
+    assert_eq!(two.delta_from(&ver("1.2.0")), Some(&rebuilt));
+    let all = ok(r.releases().await, "releases");
+    let find = |c: Component, v: &str| all.iter().find(|x| x.component == c && x.version == ver(v)).expect("listed").clone();
+    assert_eq!(find(Component::Main, "2.0.0").deltas, vec![from_09, rebuilt], "releases() carries deltas");
+    assert_eq!(find(Component::Main, "3.0.0").deltas, vec![from_10]);
+    assert!(find(Component::Main, "10.0.0").deltas.is_empty(), "a release without deltas lists none");
+    assert!(find(Component::Agent, "0.9.0").deltas.is_empty(), "deltas stay with their component");
+}
+
+async fn delta_unknown(r: &dyn Registry) {
+    let res = r.put_delta(&delta(Component::Main, "1.0.0", "8.8.8", 'e')).await;
+    assert!(matches!(res, Err(StoreError::NotFound(_))), "delta to missing main 8.8.8 gave {res:?}");
+    let res = r.put_delta(&delta(Component::Agent, "1.0.0", "2.0.0", 'e')).await;
+    assert!(matches!(res, Err(StoreError::NotFound(_))), "delta to missing agent 2.0.0 (main 2.0.0 exists) gave {res:?}");
+}
+
+fn failure(device: &str, component: Component, reason: &str) -> DeltaFailureRecord {
+    DeltaFailureRecord {
+        device_id: dev(device),
+        component,
+        from_version: ver("1.0.0"),
+        to_version: ver("1.1.0"),
+        target_name: format!("{component}/1.0.0_1.1.0.delta"),
+        state: "downloading".into(),
+        reason: reason.into(),
+        files: vec![
+            FileMismatch { path: "bin/app".into(), expected: "a".repeat(64), found: "b".repeat(64) },
+            FileMismatch { path: "lib/x.so".into(), expected: "c".repeat(64), found: "missing".into() },
+        ],
+        failed_at: 12_345,
+    }
+}
+
+async fn delta_failures(r: &dyn Registry) {
+    assert!(ok(r.delta_failures(&dev("rooted")).await, "failures of rooted").is_empty(), "none at first");
+    ok(r.put_delta_failure(&failure("rooted", Component::Main, "first")).await, "put rooted main");
+    let newer = DeltaFailureRecord { files: vec![], ..failure("rooted", Component::Main, "second") };
+    ok(r.put_delta_failure(&newer).await, "put rooted main again");
+    let agent = failure("rooted", Component::Agent, "agent");
+    ok(r.put_delta_failure(&agent).await, "put rooted agent");
+    let other = failure("other", Component::Main, "other");
+    ok(r.put_delta_failure(&other).await, "put other main");
+    assert_eq!(
+        ok(r.delta_failures(&dev("rooted")).await, "failures of rooted"),
+        vec![agent.clone(), newer],
+        "one record per component, the newest replacing the older, ordered by component"
+    );
+    assert!(ok(r.clear_delta_failure(&dev("rooted"), Component::Main).await, "clear rooted main"), "a record was cleared");
+    assert!(!ok(r.clear_delta_failure(&dev("rooted"), Component::Main).await, "clear rooted main again"), "nothing left to clear");
+    assert_eq!(ok(r.delta_failures(&dev("rooted")).await, "failures of rooted"), vec![agent]);
+    assert_eq!(ok(r.delta_failures(&dev("other")).await, "failures of other"), vec![other], "other devices keep theirs");
 }
 
 fn report(device: &str, reason: &str) -> UpgradeReport {

@@ -1,7 +1,9 @@
 //! The `Registry`: devices, releases, blacklists, reports, backups and TUF metadata files.
 
 use crate::StoreError;
-use ferry_core::api::{ArchivedReport, BackupRecord, DeviceRecord, ReleaseRecord, UpgradeReport};
+use ferry_core::api::{
+    ArchivedReport, BackupRecord, DeltaFailureRecord, DeltaRecord, DeviceRecord, ReleaseRecord, UpgradeReport,
+};
 use ferry_core::{Component, DeviceId, Version};
 
 /// Everything the server persists except artifact bytes. Every backend passes
@@ -26,7 +28,8 @@ pub trait Registry: Send + Sync {
     async fn group_chunk_size(&self, group: &str) -> Result<Option<u32>, StoreError>;
     /// Adds a release. `Conflict` if (component, version) exists.
     async fn put_release(&self, release: &ReleaseRecord) -> Result<(), StoreError>;
-    /// All releases, ordered by component then creation.
+    /// All releases, ordered by component then creation, each with its blacklist and its
+    /// deltas (ordered by base version text).
     async fn releases(&self) -> Result<Vec<ReleaseRecord>, StoreError>;
     /// One release.
     async fn release(&self, component: Component, version: &Version) -> Result<Option<ReleaseRecord>, StoreError>;
@@ -40,6 +43,15 @@ pub trait Registry: Send + Sync {
     async fn add_backup(&self, backup: &BackupRecord) -> Result<(), StoreError>;
     /// A device's backups, newest first.
     async fn backups(&self, device: &DeviceId) -> Result<Vec<BackupRecord>, StoreError>;
+    /// Records a delta package of a release (replaces one with the same component, base and
+    /// target version). `NotFound` if the target release does not exist.
+    async fn put_delta(&self, delta: &DeltaRecord) -> Result<(), StoreError>;
+    /// Stores a device's delta-failure record, replacing its record for the same component.
+    async fn put_delta_failure(&self, record: &DeltaFailureRecord) -> Result<(), StoreError>;
+    /// A device's standing delta-failure records, ordered by component.
+    async fn delta_failures(&self, device: &DeviceId) -> Result<Vec<DeltaFailureRecord>, StoreError>;
+    /// Deletes a device's delta-failure record for `component`; returns whether one existed.
+    async fn clear_delta_failure(&self, device: &DeviceId, component: Component) -> Result<bool, StoreError>;
     /// Stores TUF metadata files (name → bytes) in one transaction, replacing same-named ones.
     async fn put_metadata(&self, files: &[(String, Vec<u8>)]) -> Result<(), StoreError>;
     /// One TUF metadata file.

@@ -13,12 +13,16 @@ use std::borrow::Cow;
 type Embedded = (i64, &'static str, &'static str);
 
 /// SQLite migrations, embedded at compile time (`migrations/sqlite/`).
-pub(crate) const SQLITE_MIGRATIONS: &[Embedded] =
-    &[(1, "initial", include_str!("../migrations/sqlite/0001_initial.sql"))];
+pub(crate) const SQLITE_MIGRATIONS: &[Embedded] = &[
+    (1, "initial", include_str!("../migrations/sqlite/0001_initial.sql")),
+    (2, "deltas", include_str!("../migrations/sqlite/0002_deltas.sql")),
+];
 
 /// PostgreSQL migrations, embedded at compile time (`migrations/postgres/`).
-pub(crate) const POSTGRES_MIGRATIONS: &[Embedded] =
-    &[(1, "initial", include_str!("../migrations/postgres/0001_initial.sql"))];
+pub(crate) const POSTGRES_MIGRATIONS: &[Embedded] = &[
+    (1, "initial", include_str!("../migrations/postgres/0001_initial.sql")),
+    (2, "deltas", include_str!("../migrations/postgres/0002_deltas.sql")),
+];
 
 /// A sqlx migrator over embedded migrations (independent of the working directory).
 pub(crate) fn migrator(migrations: &[Embedded]) -> Migrator {
@@ -173,7 +177,81 @@ macro_rules! sql_registry {
                     blacklist: Vec::new(),
                     go_live: go_live.map(|t| crate::sql::to_u64(b, t, &format!("{what} go_live"))).transpose()?,
                     created_at: crate::sql::to_u64(b, row.try_get("created_at").map_err(get)?, &format!("{what} created_at"))?,
+                    deltas: Vec::new(),
                 })
+            }
+
+            fn delta_from_row(row: &<$db as sqlx::Database>::Row) -> Result<ferry_core::api::DeltaRecord, StoreError> {
+                use sqlx::Row;
+                let b = Self::BACKEND;
+                let get = |e: sqlx::Error| crate::sql::db_err(b, "decode delta row", e);
+                let component: String = row.try_get("component").map_err(get)?;
+                let to: String = row.try_get("to_version").map_err(get)?;
+                let from: String = row.try_get("from_version").map_err(get)?;
+                let what = format!("delta {component} {from} -> {to}");
+                Ok(ferry_core::api::DeltaRecord {
+                    component: crate::sql::parse_component(b, &component, &what)?,
+                    from_version: crate::sql::parse_version(b, &from, &what)?,
+                    to_version: crate::sql::parse_version(b, &to, &what)?,
+                    target_name: row.try_get("target_name").map_err(get)?,
+                    length: crate::sql::to_u64(b, row.try_get("length").map_err(get)?, &format!("{what} length"))?,
+                    sha256: row.try_get("sha256").map_err(get)?,
+                    created_at: crate::sql::to_u64(b, row.try_get("created_at").map_err(get)?, &format!("{what} created_at"))?,
+                })
+            }
+
+            fn delta_failure_from_row(
+                row: &<$db as sqlx::Database>::Row,
+            ) -> Result<ferry_core::api::DeltaFailureRecord, StoreError> {
+                use sqlx::Row;
+                let b = Self::BACKEND;
+                let get = |e: sqlx::Error| crate::sql::db_err(b, "decode delta-failure row", e);
+                let device: String = row.try_get("device_id").map_err(get)?;
+                let component: String = row.try_get("component").map_err(get)?;
+                let what = format!("delta-failure record of device '{device}' for {component}");
+                let from: String = row.try_get("from_version").map_err(get)?;
+                let to: String = row.try_get("to_version").map_err(get)?;
+                let files: String = row.try_get("files").map_err(get)?;
+                Ok(ferry_core::api::DeltaFailureRecord {
+                    device_id: crate::sql::parse_device(b, &device, &what)?,
+                    component: crate::sql::parse_component(b, &component, &what)?,
+                    from_version: crate::sql::parse_version(b, &from, &what)?,
+                    to_version: crate::sql::parse_version(b, &to, &what)?,
+                    target_name: row.try_get("target_name").map_err(get)?,
+                    state: row.try_get("state").map_err(get)?,
+                    reason: row.try_get("reason").map_err(get)?,
+                    files: serde_json::from_str(&files).map_err(|e| {
+                        StoreError::Corrupt(format!("{b} registry: {what}: files are not a JSON list of mismatches: {e}"))
+                    })?,
+                    failed_at: crate::sql::to_u64(b, row.try_get("failed_at").map_err(get)?, &format!("{what} failed_at"))?,
+                })
+            }
+
+            /// The deltas of one release, or of every release when `release` is `None`.
+            async fn deltas_of(
+                &self,
+                release: Option<(&str, &str)>,
+            ) -> Result<Vec<ferry_core::api::DeltaRecord>, StoreError> {
+                let b = Self::BACKEND;
+                let rows = match release {
+                    Some((component, version)) => sqlx::query(
+                        "SELECT component, to_version, from_version, target_name, length, sha256, created_at \
+                         FROM release_deltas WHERE component = $1 AND to_version = $2 ORDER BY from_version",
+                    )
+                    .bind(component)
+                    .bind(version)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| crate::sql::db_err(b, &format!("list deltas of release {component} {version}"), e))?,
+                    None => sqlx::query(
+                        "SELECT component, to_version, from_version, target_name, length, sha256, created_at \
+                         FROM release_deltas ORDER BY component, to_version, from_version",
+                    )
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| crate::sql::db_err(b, "list deltas", e))?,
+                };
+                rows.iter().map(Self::delta_from_row).collect()
             }
 
             fn report_from_row(row: &<$db as sqlx::Database>::Row) -> Result<ferry_core::api::ArchivedReport, StoreError> {
@@ -468,6 +546,14 @@ macro_rules! sql_registry {
                         release.blacklist = list;
                     }
                 }
+                for delta in self.deltas_of(None).await? {
+                    if let Some(release) = releases
+                        .iter_mut()
+                        .find(|r| r.component == delta.component && r.version == delta.to_version)
+                    {
+                        release.deltas.push(delta);
+                    }
+                }
                 Ok(releases)
             }
 
@@ -490,6 +576,7 @@ macro_rules! sql_registry {
                 let Some(row) = row else { return Ok(None) };
                 let mut release = Self::release_from_row(&row)?;
                 release.blacklist = self.blacklist_of(component.as_str(), &version_text).await?;
+                release.deltas = self.deltas_of(Some((component.as_str(), &version_text))).await?;
                 Ok(Some(release))
             }
 
@@ -619,6 +706,99 @@ macro_rules! sql_registry {
                 .await
                 .map_err(|e| crate::sql::db_err(Self::BACKEND, &format!("list backups of device '{device}'"), e))?;
                 rows.iter().map(Self::backup_from_row).collect()
+            }
+
+            async fn put_delta(&self, delta: &ferry_core::api::DeltaRecord) -> Result<(), StoreError> {
+                let b = Self::BACKEND;
+                let what = format!("delta {} {} -> {}", delta.component, delta.from_version, delta.to_version);
+                sqlx::query(
+                    "INSERT INTO release_deltas (component, to_version, from_version, target_name, length, sha256, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (component, to_version, from_version) DO UPDATE SET target_name = excluded.target_name, \
+                     length = excluded.length, sha256 = excluded.sha256, created_at = excluded.created_at",
+                )
+                .bind(delta.component.as_str())
+                .bind(delta.to_version.to_string())
+                .bind(delta.from_version.to_string())
+                .bind(&delta.target_name)
+                .bind(crate::sql::to_i64(delta.length, &format!("{what} length"))?)
+                .bind(&delta.sha256)
+                .bind(crate::sql::to_i64(delta.created_at, &format!("{what} created_at"))?)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| {
+                    if crate::sql::is_foreign_key_violation(&e) {
+                        StoreError::NotFound(format!(
+                            "release {} {} (target of {what}) in the {b} registry",
+                            delta.component, delta.to_version
+                        ))
+                    } else {
+                        crate::sql::db_err(b, &format!("record {what}"), e)
+                    }
+                })?;
+                Ok(())
+            }
+
+            async fn put_delta_failure(&self, record: &ferry_core::api::DeltaFailureRecord) -> Result<(), StoreError> {
+                let b = Self::BACKEND;
+                let what = format!("delta-failure record of device '{}' for {}", record.device_id, record.component);
+                let files = serde_json::to_string(&record.files)
+                    .map_err(|e| StoreError::Config(format!("{what}: files cannot be encoded: {e}")))?;
+                sqlx::query(
+                    "INSERT INTO delta_failures (device_id, component, from_version, to_version, target_name, state, reason, \
+                     files, failed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (device_id, component) DO UPDATE SET from_version = excluded.from_version, \
+                     to_version = excluded.to_version, target_name = excluded.target_name, state = excluded.state, \
+                     reason = excluded.reason, files = excluded.files, failed_at = excluded.failed_at",
+                )
+                .bind(record.device_id.as_str())
+                .bind(record.component.as_str())
+                .bind(record.from_version.to_string())
+                .bind(record.to_version.to_string())
+                .bind(&record.target_name)
+                .bind(&record.state)
+                .bind(&record.reason)
+                .bind(files)
+                .bind(crate::sql::to_i64(record.failed_at, &format!("{what} failed_at"))?)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| crate::sql::db_err(b, &format!("store {what}"), e))?;
+                Ok(())
+            }
+
+            async fn delta_failures(
+                &self,
+                device: &ferry_core::DeviceId,
+            ) -> Result<Vec<ferry_core::api::DeltaFailureRecord>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT device_id, component, from_version, to_version, target_name, state, reason, files, failed_at \
+                     FROM delta_failures WHERE device_id = $1 ORDER BY component",
+                )
+                .bind(device.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| crate::sql::db_err(Self::BACKEND, &format!("list delta failures of device '{device}'"), e))?;
+                rows.iter().map(Self::delta_failure_from_row).collect()
+            }
+
+            async fn clear_delta_failure(
+                &self,
+                device: &ferry_core::DeviceId,
+                component: ferry_core::Component,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query("DELETE FROM delta_failures WHERE device_id = $1 AND component = $2")
+                    .bind(device.as_str())
+                    .bind(component.as_str())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| {
+                        crate::sql::db_err(
+                            Self::BACKEND,
+                            &format!("clear the delta-failure record of device '{device}' for {component}"),
+                            e,
+                        )
+                    })?;
+                Ok(done.rows_affected() > 0)
             }
 
             async fn put_metadata(&self, files: &[(String, Vec<u8>)]) -> Result<(), StoreError> {

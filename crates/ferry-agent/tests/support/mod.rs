@@ -6,7 +6,7 @@
 use ferry_agent::{Agent, AgentConfig, MainConfig, UpgraderConfig};
 use ferry_artifact::artifact::{BuildSpec, Hooks};
 use ferry_artifact::keys::SigningKey;
-use ferry_core::api::{ArchivedReport, DeviceRecord};
+use ferry_core::api::{ArchivedReport, DeviceRecord, ReleaseRecord};
 use ferry_core::schedule::Schedule;
 use ferry_core::{Component, DeviceId, Version};
 use ferry_server::ServerConfig;
@@ -49,6 +49,29 @@ impl Fixture {
 
     /// Starts the server on an already bound listener (so a proxy can point at it first).
     pub async fn start_on(listener: TcpListener, opts: ServerOptions) -> Fixture {
+        Fixture::start_on_with(listener, opts, |_| {}).await
+    }
+
+    /// A server whose every device-facing URL (check-in, TUF metadata, files) is `mitm`'s:
+    /// devices configured with `mitm.url` never reach the server except through it.
+    pub async fn behind_mitm(opts: ServerOptions) -> (Fixture, Mitm) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mitm = Mitm::start(format!("http://{}", listener.local_addr().unwrap())).await;
+        let url = mitm.url.clone();
+        let fx = Fixture::start_on_with(listener, opts, move |c| {
+            c.public_url = Some(url.clone());
+            c.files_url = Some(url);
+        })
+        .await;
+        (fx, mitm)
+    }
+
+    /// Starts the server on `listener` with its configuration adjusted by `tweak`.
+    pub async fn start_on_with(
+        listener: TcpListener,
+        opts: ServerOptions,
+        tweak: impl FnOnce(&mut ServerConfig),
+    ) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().join("server");
         let release_key = SigningKey::generate();
@@ -64,6 +87,7 @@ impl Fixture {
         config.release_keys = vec![release_pub.clone(), other_pub];
         config.default_chunk_size = opts.chunk_size.unwrap_or(4096);
         config.files_url = opts.files_url.clone();
+        tweak(&mut config);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             ferry_server::serve(config, listener, async move {
@@ -218,6 +242,31 @@ impl Fixture {
             "upload failed: {status} {}",
             resp.text().await.unwrap()
         );
+    }
+
+    /// The releases the server knows, as the operator sees them.
+    pub async fn releases(&self) -> Vec<ReleaseRecord> {
+        let resp = self
+            .http
+            .get(format!("{}/api/v1/releases", self.url))
+            .bearer_auth(OPERATOR_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.status());
+        resp.json().await.unwrap()
+    }
+
+    /// One TUF metadata file as the server publishes it now (`timestamp.json`, `3.targets.json`…).
+    pub async fn tuf_file(&self, name: &str) -> Vec<u8> {
+        let resp = self
+            .http
+            .get(format!("{}/tuf/{name}", self.url))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{name}: {}", resp.status());
+        resp.bytes().await.unwrap().to_vec()
     }
 
     /// Reports the server archived for `device`, oldest first.
@@ -487,5 +536,195 @@ impl Proxy {
             cut,
             bytes_to_client,
         }
+    }
+}
+
+/// One request as a [`Mitm`] saw it, with the real server's answer to it.
+pub struct Exchange {
+    /// Request method.
+    pub method: axum::http::Method,
+    /// Request path (no query).
+    pub path: String,
+    /// Request headers.
+    pub request_headers: axum::http::HeaderMap,
+    /// The server's status.
+    pub status: axum::http::StatusCode,
+    /// The server's headers (hop-by-hop and `content-length` removed).
+    pub headers: axum::http::HeaderMap,
+    /// The server's body.
+    pub body: bytes::Bytes,
+}
+
+impl Exchange {
+    /// The server's answer with `body` in place of its own (length recomputed).
+    pub fn with_body(&self, body: impl Into<axum::body::Body>) -> axum::response::Response {
+        self.answer(self.status, self.headers.clone(), body)
+    }
+
+    /// An answer with `status`, `headers` and `body` (`content-length` from the body unless set).
+    pub fn answer(
+        &self,
+        status: axum::http::StatusCode,
+        headers: axum::http::HeaderMap,
+        body: impl Into<axum::body::Body>,
+    ) -> axum::response::Response {
+        let mut resp = axum::response::Response::new(body.into());
+        *resp.status_mut() = status;
+        *resp.headers_mut() = headers;
+        resp
+    }
+
+    /// A request for an artifact under `/files/`.
+    pub fn is_file(&self) -> bool {
+        self.path.starts_with("/files/")
+    }
+
+    /// The `Content-Range` of the server's answer as `(start, end, total)`.
+    pub fn content_range(&self) -> Option<(u64, u64, u64)> {
+        let v = self
+            .headers
+            .get(axum::http::header::CONTENT_RANGE)?
+            .to_str()
+            .ok()?;
+        let (range, total) = v.strip_prefix("bytes ")?.split_once('/')?;
+        let (a, b) = range.split_once('-')?;
+        Some((a.parse().ok()?, b.parse().ok()?, total.parse().ok()?))
+    }
+}
+
+/// Decides what the device gets: `None` passes the server's answer on untouched.
+pub type Tamper = Arc<dyn Fn(&Exchange) -> Option<axum::response::Response> + Send + Sync>;
+
+/// A man in the middle between devices and the real server: every request is forwarded, and
+/// the server's answer goes through the current [`Tamper`] before the device sees it.
+pub struct Mitm {
+    /// Where devices connect.
+    pub url: String,
+    tamper: Arc<std::sync::Mutex<Option<Tamper>>>,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[derive(Clone)]
+struct MitmState {
+    upstream: String,
+    http: reqwest::Client,
+    tamper: Arc<std::sync::Mutex<Option<Tamper>>>,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+const HOP_BY_HOP: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "host",
+    "upgrade",
+];
+
+async fn mitm_handle(
+    axum::extract::State(st): axum::extract::State<MitmState>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or(path.clone(), |p| p.as_str().to_string());
+    let body = axum::body::to_bytes(body, 64 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let mut fwd = st
+        .http
+        .request(
+            parts.method.clone(),
+            format!("{}{path_and_query}", st.upstream),
+        )
+        .body(body);
+    for (name, value) in &parts.headers {
+        if !HOP_BY_HOP.contains(&name.as_str()) {
+            fwd = fwd.header(name, value);
+        }
+    }
+    let upstream = match fwd.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            return (axum::http::StatusCode::BAD_GATEWAY, format!("mitm: {e}")).into_response();
+        }
+    };
+    let status = upstream.status();
+    let mut headers = upstream.headers().clone();
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    let body = upstream.bytes().await.unwrap_or_default();
+    let exchange = Exchange {
+        method: parts.method.clone(),
+        path: path.clone(),
+        request_headers: parts.headers,
+        status,
+        headers,
+        body,
+    };
+    let tamper = st.tamper.lock().unwrap().clone();
+    let tampered = tamper.and_then(|t| t(&exchange));
+    st.log.lock().unwrap().push(format!(
+        "{} {path} -> {}{}",
+        exchange.method,
+        status.as_u16(),
+        if tampered.is_some() {
+            " (tampered)"
+        } else {
+            ""
+        }
+    ));
+    tampered.unwrap_or_else(|| exchange.with_body(exchange.body.clone()))
+}
+
+impl Mitm {
+    /// Starts a man in the middle in front of `upstream` (`http://host:port`), passing everything.
+    pub async fn start(upstream: String) -> Mitm {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let tamper = Arc::new(std::sync::Mutex::new(None));
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let state = MitmState {
+            upstream,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            tamper: tamper.clone(),
+            log: log.clone(),
+        };
+        let app = axum::Router::new().fallback(mitm_handle).with_state(state);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Mitm { url, tamper, log }
+    }
+
+    /// From now on, answers go through `f` (`None` from `f` passes the server's answer on).
+    pub fn tamper(
+        &self,
+        f: impl Fn(&Exchange) -> Option<axum::response::Response> + Send + Sync + 'static,
+    ) {
+        *self.tamper.lock().unwrap() = Some(Arc::new(f));
+    }
+
+    /// From now on, every answer passes untouched.
+    pub fn pass_through(&self) {
+        *self.tamper.lock().unwrap() = None;
+    }
+
+    /// Every request seen so far: `GET /tuf/timestamp.json -> 200 (tampered)`.
+    pub fn requests(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Forgets the requests seen so far.
+    pub fn clear_requests(&self) {
+        self.log.lock().unwrap().clear();
     }
 }

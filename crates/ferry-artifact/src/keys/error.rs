@@ -29,10 +29,12 @@ pub enum KeyError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The key is not an ed25519 key.
+    /// The key type or scheme is not one Ferry verifies.
     #[error(
-        "key type '{keytype}' with scheme '{scheme}' is not supported: Ferry uses ed25519 keys \
-         only (keytype and scheme \"ed25519\")"
+        "key type '{keytype}' with scheme '{scheme}' is not supported: Ferry verifies ed25519 \
+         (keytype and scheme \"ed25519\"), ECDSA P-256 (keytype \"ecdsa\" or \
+         \"ecdsa-sha2-nistp256\", scheme \"ecdsa-sha2-nistp256\") and RSA-PSS (keytype \"rsa\", \
+         scheme \"rsassa-pss-sha256\") keys"
     )]
     Unsupported {
         /// The key's `keytype`.

@@ -1,4 +1,4 @@
-//! ed25519 keys in TUF key format, key ids and canonical JSON as python-tuf computes them.
+//! Keys in TUF key format (ed25519 signing; ed25519, ECDSA P-256 and RSA-PSS verification), key ids and canonical JSON as python-tuf computes them.
 //!
 //! A [`PublicKey`] is the TUF key object
 //! `{"keytype":"ed25519","scheme":"ed25519","keyval":{"public":"<hex>"}}`; its key id is the hex
@@ -7,6 +7,7 @@
 
 mod canonical;
 mod error;
+mod pem_keys;
 mod public_key;
 mod signing_key;
 

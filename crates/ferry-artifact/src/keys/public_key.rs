@@ -10,16 +10,34 @@ use std::path::Path;
 
 /// Key type and scheme Ferry signs and verifies with.
 pub(crate) const ED25519: &str = "ed25519";
+/// Key type of ECDSA keys (securesystemslib's current name).
+pub(crate) const ECDSA: &str = "ecdsa";
+/// Scheme of ECDSA P-256 / SHA-256 keys; also accepted as the legacy key type.
+pub(crate) const ECDSA_P256: &str = "ecdsa-sha2-nistp256";
+/// Key type of RSA keys.
+pub(crate) const RSA: &str = "rsa";
+/// Scheme of RSA keys: RSASSA-PSS with SHA-256.
+pub(crate) const RSA_PSS_SHA256: &str = "rsassa-pss-sha256";
 
-/// A TUF public key object: `{"keytype":"ed25519","scheme":"ed25519","keyval":{"public":"<hex>"}}`.
+/// The signature schemes Ferry verifies.
+enum SchemeKind {
+    Ed25519,
+    EcdsaP256,
+    RsaPssSha256,
+}
+
+/// A TUF public key object, e.g. `{"keytype":"ed25519","scheme":"ed25519","keyval":{"public":"<hex>"}}`.
+///
+/// Verification supports `ed25519` (hex key), `ecdsa`/`ecdsa-sha2-nistp256` with scheme
+/// `ecdsa-sha2-nistp256` (PEM SubjectPublicKeyInfo) and `rsa` with scheme `rsassa-pss-sha256` (PEM).
 ///
 /// Fields Ferry does not know (such as legacy `keyid_hash_algorithms`) are kept, so the key id
 /// of a key read from someone else's metadata is computed over exactly what they wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublicKey {
-    /// Key type; Ferry verifies `ed25519` only.
+    /// Key type: `ed25519`, `ecdsa`, `ecdsa-sha2-nistp256` or `rsa`.
     pub keytype: String,
-    /// Signature scheme; Ferry verifies `ed25519` only.
+    /// Signature scheme: `ed25519`, `ecdsa-sha2-nistp256` or `rsassa-pss-sha256`.
     pub scheme: String,
     /// The key material.
     pub keyval: KeyVal,
@@ -31,7 +49,7 @@ pub struct PublicKey {
 /// The `keyval` member of a public key object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyVal {
-    /// The public key, lowercase hex (32 bytes for ed25519).
+    /// The public key: lowercase hex for ed25519 (32 bytes), PEM for ECDSA and RSA.
     pub public: String,
 }
 
@@ -79,14 +97,58 @@ impl PublicKey {
         })
     }
 
-    /// Checks the hex signature `sig_hex` over `msg` (strict ed25519 verification).
+    /// Checks the hex signature `sig_hex` over `msg` with this key's scheme:
+    /// `ed25519` (strict verification), `ecdsa-sha2-nistp256` (DER signature, SHA-256) or
+    /// `rsassa-pss-sha256` (MGF1-SHA-256, any salt length, as securesystemslib verifies).
     pub fn verify(&self, msg: &[u8], sig_hex: &str) -> Result<(), KeyError> {
-        let key = self.ed25519_key()?;
-        let sig = ed25519_dalek::Signature::from_bytes(&decode_fixed::<64>("signature", sig_hex)?);
-        key.verify_strict(msg, &sig)
-            .map_err(|_| KeyError::BadSignature {
-                keyid: self.key_id(),
-            })
+        match self.scheme_kind()? {
+            SchemeKind::Ed25519 => {
+                let key = self.ed25519_key()?;
+                let sig = ed25519_dalek::Signature::from_bytes(&decode_fixed::<64>(
+                    "signature", sig_hex,
+                )?);
+                key.verify_strict(msg, &sig)
+                    .map_err(|_| self.bad_signature())
+            }
+            SchemeKind::EcdsaP256 => {
+                let key = super::pem_keys::p256_key(&self.keyval.public)?;
+                let der = decode_hex("signature", sig_hex)?;
+                super::pem_keys::verify_p256(&key, msg, &der).map_err(|_| self.bad_signature())
+            }
+            SchemeKind::RsaPssSha256 => {
+                let key = super::pem_keys::rsa_key(&self.keyval.public)?;
+                let sig = decode_hex("signature", sig_hex)?;
+                super::pem_keys::verify_rsa_pss_sha256(&key, msg, &sig)
+                    .map_err(|_| self.bad_signature())
+            }
+        }
+    }
+
+    /// Checks that the key is of a supported type and its key material parses.
+    pub fn check_supported(&self) -> Result<(), KeyError> {
+        match self.scheme_kind()? {
+            SchemeKind::Ed25519 => self.ed25519_key().map(|_| ()),
+            SchemeKind::EcdsaP256 => super::pem_keys::p256_key(&self.keyval.public).map(|_| ()),
+            SchemeKind::RsaPssSha256 => super::pem_keys::rsa_key(&self.keyval.public).map(|_| ()),
+        }
+    }
+
+    fn scheme_kind(&self) -> Result<SchemeKind, KeyError> {
+        match (self.keytype.as_str(), self.scheme.as_str()) {
+            (ED25519, ED25519) => Ok(SchemeKind::Ed25519),
+            (ECDSA | ECDSA_P256, ECDSA_P256) => Ok(SchemeKind::EcdsaP256),
+            (RSA, RSA_PSS_SHA256) => Ok(SchemeKind::RsaPssSha256),
+            _ => Err(KeyError::Unsupported {
+                keytype: self.keytype.clone(),
+                scheme: self.scheme.clone(),
+            }),
+        }
+    }
+
+    fn bad_signature(&self) -> KeyError {
+        KeyError::BadSignature {
+            keyid: self.key_id(),
+        }
     }
 
     /// Writes the key object as JSON to `path` (atomically, mode 0644).
@@ -104,7 +166,8 @@ impl PublicKey {
         })
     }
 
-    /// Reads a public key object from `path`; a private key file is accepted too (its public half is used).
+    /// Reads a public key object from `path` (any supported key type); a private key file is
+    /// accepted too (its public half is used).
     pub fn load(path: &Path) -> Result<PublicKey, KeyError> {
         let bytes = std::fs::read(path).map_err(|source| KeyError::Io {
             path: path.to_path_buf(),
@@ -115,12 +178,20 @@ impl PublicKey {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        key.ed25519_key().map_err(|e| KeyError::Format {
+        key.check_supported().map_err(|e| KeyError::Format {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
         Ok(key)
     }
+}
+
+/// Decodes hex of any length.
+pub(crate) fn decode_hex(what: &'static str, text: &str) -> Result<Vec<u8>, KeyError> {
+    hex::decode(text).map_err(|e| KeyError::Malformed {
+        what,
+        reason: format!("not hex: {e}"),
+    })
 }
 
 /// Decodes exactly `N` bytes of hex.
@@ -195,10 +266,10 @@ mod tests {
     }
 
     #[test]
-    fn rejects_non_ed25519_key_types() {
+    fn rejects_unsupported_key_types() {
         let mut key = SigningKey::generate().public();
         key.keytype = "rsa".into();
-        key.scheme = "rsassa-pss-sha256".into();
+        key.scheme = "rsa-pkcs1v15-sha256".into();
         let err = key.verify(b"m", &"00".repeat(64)).unwrap_err();
         assert!(matches!(err, KeyError::Unsupported { .. }), "{err}");
     }

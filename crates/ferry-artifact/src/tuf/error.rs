@@ -278,4 +278,25 @@ pub enum TufError {
     /// A key problem.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// A delegated targets role failed verification (the inner error names what and how).
+    #[error("delegated targets role '{role}' (delegated by '{delegator}'): {source}")]
+    Delegated {
+        /// The delegated role's name.
+        role: String,
+        /// The role that delegates to it.
+        delegator: String,
+        /// What went wrong.
+        #[source]
+        source: Box<TufError>,
+    },
+    /// A delegation that is not well formed.
+    #[error("{role} v{version} has invalid delegations: {reason}")]
+    InvalidDelegations {
+        /// The delegating role's name.
+        role: String,
+        /// Its version.
+        version: u64,
+        /// What is wrong.
+        reason: String,
+    },
 }

@@ -157,7 +157,8 @@ pub struct Targets {
     pub expires: DateTime<Utc>,
     /// Target name (a relative URL path such as `main/1.2.0.ferry`) → file info.
     pub targets: BTreeMap<String, TargetFile>,
-    /// Delegations, kept as written; Ferry looks targets up in top-level targets only.
+    /// Delegations, kept as written; [`super::Delegations::from_value`] parses and validates them
+    /// (the [`super::TrustedSet`] does so for every targets role it loads).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegations: Option<Value>,
     /// Fields Ferry does not know, kept as written.

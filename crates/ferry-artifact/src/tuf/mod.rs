@@ -6,6 +6,7 @@
 //! `consistent_snapshot: true`: metadata is served as `N.snapshot.json`, `N.targets.json`,
 //! `N.root.json`, and targets under [`target_path_with_hash`] names.
 
+mod delegation;
 mod envelope;
 mod error;
 mod expiry;
@@ -17,8 +18,10 @@ mod role;
 mod target_info;
 mod threshold;
 mod time_format;
+mod target_search;
 mod trusted_set;
 
+pub use delegation::{DelegatedRole, Delegations, SuccinctRoles, fnmatch, path_matches};
 pub use envelope::sign_metadata;
 pub use error::TufError;
 pub use expiry::Expiry;
@@ -29,5 +32,6 @@ pub use metadata::{
 pub use repo_keys::RepoKeys;
 pub use repository::Repository;
 pub use role::Role;
-pub use target_info::{target_file, target_path_with_hash};
+pub use target_info::{check_target_reader, target_file, target_path_with_hash};
+pub use target_search::{MAX_DELEGATIONS, SearchStep, TargetSearch};
 pub use trusted_set::TrustedSet;

@@ -1,5 +1,7 @@
 //! Helpers for target entries and their hash-prefixed download paths.
 
+use super::error::TufError;
+use super::hashes::{self, Digests};
 use super::metadata::TargetFile;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -26,6 +28,19 @@ pub fn target_path_with_hash(name: &str, sha256_hex: &str) -> String {
         Some((dir, base)) => format!("{dir}/{hash}.{base}"),
         None => format!("{hash}.{name}"),
     }
+}
+
+/// Checks a target file's bytes read from `reader` against its signed description: exact
+/// length and every listed hash (sha256 and sha512; any other algorithm is an error, as is an
+/// empty hash list). `name` is used in errors.
+pub fn check_target_reader(
+    name: &str,
+    target: &TargetFile,
+    reader: impl std::io::Read,
+) -> Result<(), TufError> {
+    let what = format!("target {name}");
+    let observed = Digests::of_reader(&what, reader)?;
+    hashes::check(&what, &observed, Some(target.length), Some(&target.hashes))
 }
 
 /// Why `name` cannot be a published target name, if it cannot: it must be a relative path of

@@ -3,7 +3,8 @@
 use super::error::TufError;
 use super::metadata::{Root, Signature};
 use super::role::Role;
-use std::collections::BTreeSet;
+use crate::keys::PublicKey;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Checks that at least `threshold` distinct keys that `authority` trusts for `role` produced a
 /// valid signature over `canonical`.
@@ -25,21 +26,7 @@ pub(crate) fn check_threshold(
         .roles
         .get(role.as_str())
         .ok_or_else(|| invalid_root(format!("it defines no {role} role")))?;
-    let mut valid_keyids: Vec<String> = Vec::new();
-    let mut counted_keys: BTreeSet<String> = BTreeSet::new();
-    for sig in signatures {
-        if !role_keys.keyids.contains(&sig.keyid) {
-            continue;
-        }
-        let Some(key) = authority.keys.get(&sig.keyid) else {
-            continue;
-        };
-        if key.verify(canonical, &sig.sig).is_ok()
-            && counted_keys.insert(key.keyval.public.to_ascii_lowercase())
-        {
-            valid_keyids.push(sig.keyid.clone());
-        }
-    }
+    let valid_keyids = valid_signers(&authority.keys, &role_keys.keyids, canonical, signatures);
     if (valid_keyids.len() as u64) < role_keys.threshold {
         return Err(TufError::ThresholdNotMet {
             role,
@@ -51,6 +38,35 @@ pub(crate) fn check_threshold(
         });
     }
     Ok(())
+}
+
+/// Key ids (of `keyids`, resolved in `keys`) whose signatures over `canonical` verify, each
+/// distinct key counted once; invalid signatures and unknown keys are skipped.
+pub(crate) fn valid_signers(
+    keys: &BTreeMap<String, PublicKey>,
+    keyids: &[String],
+    canonical: &[u8],
+    signatures: &[Signature],
+) -> Vec<String> {
+    let mut valid_keyids: Vec<String> = Vec::new();
+    let mut counted_keys: BTreeSet<String> = BTreeSet::new();
+    for sig in signatures {
+        if !keyids.contains(&sig.keyid) {
+            continue;
+        }
+        let Some(key) = keys.get(&sig.keyid) else {
+            continue;
+        };
+        let material = if key.keytype == "ed25519" {
+            key.keyval.public.to_ascii_lowercase()
+        } else {
+            key.keyval.public.clone()
+        };
+        if key.verify(canonical, &sig.sig).is_ok() && counted_keys.insert(material) {
+            valid_keyids.push(sig.keyid.clone());
+        }
+    }
+    valid_keyids
 }
 
 #[cfg(test)]

@@ -5,13 +5,15 @@
 //! snapshot(s) → targets. A previously trusted timestamp or snapshot (kept by the caller) may
 //! be loaded before the fresh one, so that version rollbacks across sessions are caught.
 
+use super::delegation::Delegations;
 use super::envelope::{Envelope, parse, validate_root};
 use super::error::TufError;
 use super::hashes::{self, DigestValues, Digests};
 use super::metadata::{RoleMetadata, Root, Snapshot, TargetFile, Targets, Timestamp};
 use super::role::Role;
-use super::threshold::check_threshold;
+use super::threshold::{check_threshold, valid_signers};
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 use std::io::Read;
 
 /// Verified metadata with its exact bytes.
@@ -22,6 +24,15 @@ struct Loaded<T> {
     raw: Vec<u8>,
 }
 
+/// A verified targets role (top-level or delegated) with its parsed delegations.
+#[derive(Debug, Clone)]
+struct LoadedTargets {
+    loaded: Loaded<Targets>,
+    delegations: Option<Delegations>,
+    /// The role whose delegation it was verified against (`root` for top-level targets).
+    delegator: String,
+}
+
 /// Metadata verified per the TUF 1.0 client workflow.
 #[derive(Debug, Clone)]
 pub struct TrustedSet {
@@ -29,6 +40,23 @@ pub struct TrustedSet {
     timestamp: Option<Loaded<Timestamp>>,
     snapshot: Option<Loaded<Snapshot>>,
     targets: Option<Loaded<Targets>>,
+    targets_delegations: Option<Delegations>,
+    delegated: BTreeMap<String, LoadedTargets>,
+}
+
+/// Parses a targets role's delegations, if it has any.
+fn parse_delegations(role: &str, targets: &Targets) -> Result<Option<Delegations>, TufError> {
+    targets
+        .delegations
+        .as_ref()
+        .map(|v| {
+            Delegations::from_value(v).map_err(|reason| TufError::InvalidDelegations {
+                role: role.to_string(),
+                version: targets.version,
+                reason,
+            })
+        })
+        .transpose()
 }
 
 fn expiry_check<T: RoleMetadata>(signed: &T, now: DateTime<Utc>) -> Result<(), TufError> {
@@ -70,6 +98,8 @@ impl TrustedSet {
             timestamp: None,
             snapshot: None,
             targets: None,
+            targets_delegations: None,
+            delegated: BTreeMap::new(),
         })
     }
 
@@ -284,8 +314,141 @@ impl TrustedSet {
             });
         }
         expiry_check(&env.signed, now)?;
+        let delegations = parse_delegations(Role::Targets.as_str(), &env.signed)?;
         self.targets = Some(loaded(env, bytes));
+        self.targets_delegations = delegations;
+        self.delegated.clear();
         Ok(())
+    }
+
+    /// Loads the delegated targets role `role` as delegated by `delegator` (`"targets"` or an
+    /// already loaded delegated role), per §5.6.7 and python-tuf's `update_delegated_targets`:
+    /// listed in the final snapshot as `{role}.json` with matching length/hashes, signed by a
+    /// threshold of the keys the delegator lists for it, version equal to the snapshot's
+    /// listing, not expired. Errors are wrapped in [`TufError::Delegated`].
+    pub fn update_delegated_targets(
+        &mut self,
+        bytes: &[u8],
+        role: &str,
+        delegator: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), TufError> {
+        let wrap = |source: TufError| TufError::Delegated {
+            role: role.to_string(),
+            delegator: delegator.to_string(),
+            source: Box::new(source),
+        };
+        let snapshot = self.final_snapshot(now).map_err(wrap)?;
+        let delegations = self.delegations_of(delegator).ok_or_else(|| {
+            wrap(TufError::OutOfOrder {
+                action: "load a delegated targets role",
+                reason: "its delegator is not loaded or delegates nothing",
+            })
+        })?;
+        let file = format!("{role}.json");
+        let meta = snapshot.meta.get(&file).ok_or_else(|| {
+            wrap(TufError::MissingMeta {
+                listed_in: Role::Snapshot,
+                file: file.clone(),
+            })
+        })?;
+        let what = format!(
+            "{role} v{} (listed by snapshot v{})",
+            meta.version, snapshot.version
+        );
+        hashes::check(
+            &what,
+            &Digests::of(bytes),
+            meta.length,
+            meta.hashes.as_ref(),
+        )
+        .map_err(wrap)?;
+        let env = parse::<Targets>(bytes).map_err(wrap)?;
+        let (keyids, threshold) = delegations.role_keys(role).ok_or_else(|| {
+            wrap(TufError::OutOfOrder {
+                action: "load a delegated targets role",
+                reason: "the delegator does not delegate to this role",
+            })
+        })?;
+        let valid = valid_signers(&delegations.keys, keyids, &env.canonical, &env.signatures);
+        if (valid.len() as u64) < threshold {
+            return Err(wrap(TufError::ThresholdNotMet {
+                role: Role::Targets,
+                version: env.signed.version,
+                root_version: self.root.signed.version,
+                threshold,
+                valid,
+                trusted: keyids.to_vec(),
+            }));
+        }
+        if env.signed.version != meta.version {
+            return Err(wrap(TufError::VersionMismatch {
+                role: Role::Targets,
+                listed_by: Role::Snapshot,
+                expected: meta.version,
+                found: env.signed.version,
+            }));
+        }
+        expiry_check(&env.signed, now).map_err(wrap)?;
+        let parsed = parse_delegations(role, &env.signed).map_err(wrap)?;
+        self.delegated.insert(
+            role.to_string(),
+            LoadedTargets {
+                loaded: loaded(env, bytes),
+                delegations: parsed,
+                delegator: delegator.to_string(),
+            },
+        );
+        Ok(())
+    }
+
+    /// The targets metadata of `role` (`"targets"` or a loaded delegated role).
+    pub fn targets_role(&self, role: &str) -> Option<&Targets> {
+        if role == Role::Targets.as_str() {
+            return self.targets();
+        }
+        self.delegated.get(role).map(|l| &l.loaded.signed)
+    }
+
+    /// The parsed delegations of `role` (`"targets"` or a loaded delegated role), if it delegates.
+    pub fn delegations_of(&self, role: &str) -> Option<&Delegations> {
+        if role == Role::Targets.as_str() {
+            self.targets.as_ref()?;
+            return self.targets_delegations.as_ref();
+        }
+        self.delegated.get(role)?.delegations.as_ref()
+    }
+
+    /// Whether `role` is loaded and was verified against `delegator` (`"root"` for top-level
+    /// targets).
+    pub fn is_loaded(&self, role: &str, delegator: &str) -> bool {
+        if role == Role::Targets.as_str() {
+            return self.targets.is_some() && delegator == Role::Root.as_str();
+        }
+        self.delegated
+            .get(role)
+            .is_some_and(|l| l.delegator == delegator)
+    }
+
+    /// The first hash (algorithm, hex) listed for target `name` in `role`'s metadata, in the
+    /// order the file lists them: python-tuf prefixes consistent-snapshot target file names
+    /// with this hash.
+    pub fn first_listed_hash(&self, role: &str, name: &str) -> Option<(String, String)> {
+        let raw = self.raw(role)?;
+        let value: serde_json::Value = serde_json::from_slice(raw).ok()?;
+        let hashes = value
+            .get("signed")?
+            .get("targets")?
+            .get(name)?
+            .get("hashes")?
+            .as_object()?;
+        let (algorithm, hash) = hashes.iter().next()?;
+        Some((algorithm.clone(), hash.as_str()?.to_string()))
+    }
+
+    /// The snapshot's listing of `{role}.json`, once a snapshot is loaded.
+    pub fn snapshot_meta(&self, role: &str) -> Option<&super::metadata::MetaFile> {
+        self.snapshot.as_ref()?.signed.meta.get(&format!("{role}.json"))
     }
 
     /// The trusted target `name`, once targets are loaded.
@@ -412,8 +575,15 @@ impl TrustedSet {
 
     /// The exact bytes of a loaded role's metadata (to store as the next session's trusted copy).
     /// `role` is a [`Role`] or its name (`"root"`, `"timestamp"`, `"snapshot"`, `"targets"`).
+    /// A delegated role's name gives its bytes once it is loaded.
     pub fn raw(&self, role: impl AsRef<str>) -> Option<&[u8]> {
-        match Role::from_name(role.as_ref())? {
+        let Some(top) = Role::from_name(role.as_ref()) else {
+            return self
+                .delegated
+                .get(role.as_ref())
+                .map(|l| l.loaded.raw.as_slice());
+        };
+        match top {
             Role::Root => Some(&self.root.raw),
             Role::Timestamp => self.timestamp.as_ref().map(|l| l.raw.as_slice()),
             Role::Snapshot => self.snapshot.as_ref().map(|l| l.raw.as_slice()),

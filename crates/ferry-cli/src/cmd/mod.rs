@@ -7,7 +7,9 @@ pub mod demo;
 pub mod keygen;
 pub mod patch;
 pub mod quickstart;
+pub mod scan;
 pub mod server;
+pub mod tuf_client;
 
 /// Sets up `tracing` output on stderr, `RUST_LOG` overriding `default`.
 pub fn init_tracing(default: &str) {

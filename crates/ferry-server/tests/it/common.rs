@@ -173,6 +173,8 @@ impl TestServer {
             device_type: "gw".into(),
             upgrader_version: ver(agent),
             main_version: ver(main),
+            accepts_deltas: false,
+            delta_failures: vec![],
         };
         let mut rb = self
             .client

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod common;
+mod deltas;
 mod device_api;
 mod files;
 mod python_tuf_server_interop;

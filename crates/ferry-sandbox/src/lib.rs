@@ -1,0 +1,21 @@
+//! Ferry secure preflight, first half: what the agent checks before a vendor package may be
+//! installed.
+//!
+//! - [`envelope`]: vendor encryption of packages to a device group key (X25519 + HKDF-SHA256 +
+//!   ChaCha20-Poly1305 in authenticated chunks), signed by the vendor's ed25519 key; opened
+//!   with the signature verified before the plaintext is released.
+//! - [`unpack`]: unpack rules (tar, tar.gz, tar.zst, zip, cpio newc, squashfs, raw)
+//!   extracted under limits that refuse traversal, escaping links, device nodes, setuid bits,
+//!   duplicates and decompression bombs.
+//! - [`scan`]: a static scan of the unpacked tree — ELF headers, disassembly, checksec-style
+//!   hardening, dangerous imports, code signatures, embedded secrets — driven by a signed,
+//!   versioned rule database, with a [`scan::Policy`] deciding block or warn.
+//! - [`gate`]: the three above chained as the agent's install gate.
+
+#![deny(missing_docs)]
+
+pub mod envelope;
+pub mod gate;
+pub mod sandbox;
+pub mod scan;
+pub mod unpack;

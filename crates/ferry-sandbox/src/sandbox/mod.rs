@@ -1,0 +1,157 @@
+//! Sandbox rehearsal, namespace backend: the new firmware runs on its unpacked root
+//! filesystem, with a copy of the device's data, isolated from the device.
+//!
+//! [`NamespaceSandbox`] starts the command as PID 1 of new user, PID, mount, network, IPC and
+//! UTS namespaces (root inside is the unprivileged host ID [`ID_BASE`]; the root filesystem
+//! stays owned by host root and so is read-only to it, the data copy is given to it); `pivot_root`s into the unpacked tree (with `/proc`, a minimal `/dev`, a
+//! private `/tmp` and the data copy bound at `/data`), brings up only its own loopback
+//! interface, restricts the filesystem with Landlock to that tree, installs a seccomp filter
+//! refusing host-administration system calls, and applies cgroup memory and process-count
+//! limits where a cgroup hierarchy is writable.
+
+mod cgroup;
+mod child_setup;
+mod copy;
+mod error;
+mod namespace;
+mod seccomp;
+
+pub use error::SandboxError;
+
+/// Host UID and GID that the sandbox's root maps to (an unprivileged ID range).
+pub const ID_BASE: u32 = 100_000;
+/// Number of IDs mapped (sandbox IDs 0..65536 → host `ID_BASE`..).
+pub const ID_COUNT: u32 = 65_536;
+pub use namespace::NamespaceSandbox;
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::process::{Child, ExitStatus, Output};
+use std::time::{Duration, Instant};
+
+/// What to run, and on what.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    /// The unpacked firmware root filesystem (becomes `/`). Mount points `/proc`, `/dev`,
+    /// `/tmp` and `/data` are created in it if missing.
+    pub rootfs: PathBuf,
+    /// The device's data directory; a copy of it is bound at `/data` (the original is never
+    /// visible to the sandbox).
+    pub data_dir: Option<PathBuf>,
+    /// A directory for this run (the data copy goes to `work_dir/data`); must not exist.
+    pub work_dir: PathBuf,
+    /// Program and arguments, resolved inside the sandbox.
+    pub argv: Vec<String>,
+    /// Environment (the host environment is not passed).
+    pub env: Vec<(String, String)>,
+    /// Host name inside the sandbox.
+    pub hostname: String,
+    /// Resource limits.
+    pub limits: ResourceLimits,
+}
+
+/// Resource limits applied through cgroups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceLimits {
+    /// Memory limit in bytes.
+    pub memory_bytes: u64,
+    /// Most processes and threads.
+    pub max_pids: u64,
+}
+
+impl Default for ResourceLimits {
+    /// 256 MiB and 256 processes.
+    fn default() -> Self {
+        ResourceLimits {
+            memory_bytes: 256 << 20,
+            max_pids: 256,
+        }
+    }
+}
+
+/// Which isolation layers are in force for a started sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Isolation {
+    /// The user namespace's UID/GID map (`inside outside count`).
+    pub uid_map: String,
+    /// Namespaces entered.
+    pub namespaces: Vec<String>,
+    /// Landlock status (`fully enforced`, `partially enforced`, `not supported by this kernel`).
+    pub landlock: String,
+    /// System calls the seccomp filter refuses.
+    pub seccomp_denied: Vec<String>,
+    /// cgroup limits applied, e.g. `v1 memory+pids`, or why none were.
+    pub cgroup: String,
+}
+
+/// An isolated environment that runs a command.
+pub trait Sandbox {
+    /// Backend name.
+    fn name(&self) -> &'static str;
+    /// Starts `spec.argv` in a new sandbox.
+    fn start(&self, spec: &SandboxSpec) -> Result<SandboxChild, SandboxError>;
+}
+
+/// A running sandboxed command. Dropping it kills the sandbox.
+#[derive(Debug)]
+pub struct SandboxChild {
+    child: Option<Child>,
+    cgroup: cgroup::Cgroup,
+    /// The isolation in force.
+    pub isolation: Isolation,
+    /// Where the data copy lives on the host.
+    pub data_copy: Option<PathBuf>,
+}
+
+impl SandboxChild {
+    /// Host PID of the sandbox's supervisor process (its namespaces are the sandbox's, except
+    /// the PID namespace, whose first process is its child): `/proc/<pid>/ns/net` is the
+    /// sandbox's network namespace.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Path of the sandbox's network namespace, for a proxy to enter with `setns`.
+    pub fn net_namespace(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/net", self.pid()))
+    }
+
+    /// Waits up to `timeout` for the command to end and returns its status and output; kills
+    /// the sandbox and returns [`SandboxError::Timeout`] if it runs longer.
+    pub fn wait_with_output(mut self, timeout: Duration) -> Result<Output, SandboxError> {
+        let mut child = self.child.take().expect("a started sandbox has a child");
+        let start = Instant::now();
+        loop {
+            match child.try_wait().map_err(SandboxError::wait)? {
+                Some(_) => return child.wait_with_output().map_err(SandboxError::wait),
+                None if start.elapsed() >= timeout => {
+                    let _ = child.kill();
+                    self.cgroup.kill_all();
+                    let _ = child.wait();
+                    return Err(SandboxError::Timeout { after: timeout });
+                }
+                None => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+
+    /// Kills the sandbox: its supervisor, and every process in its cgroup (PID 1 also dies
+    /// with its supervisor, taking its whole PID namespace with it).
+    pub fn kill(&mut self) -> Result<ExitStatus, SandboxError> {
+        let child = self.child.as_mut().expect("a started sandbox has a child");
+        let _ = child.kill();
+        self.cgroup.kill_all();
+        child.wait().map_err(SandboxError::wait)
+    }
+}
+
+impl Drop for SandboxChild {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.cgroup.kill_all();
+        self.cgroup.remove();
+    }
+}

@@ -1,0 +1,214 @@
+//! The Linux namespace backend.
+
+use super::cgroup::Cgroup;
+use super::child_setup::Prepared;
+use super::copy::{chown_tree, copy_tree};
+use super::error::SandboxError;
+use super::{ID_BASE, ID_COUNT};
+use super::{Isolation, Sandbox, SandboxChild, SandboxSpec, seccomp};
+use landlock::{
+    ABI, Access, AccessFs, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
+};
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Runs commands in new user, PID, mount, network, IPC and UTS namespaces with Landlock,
+/// seccomp and cgroup limits (see the module documentation).
+#[derive(Debug, Clone, Default)]
+pub struct NamespaceSandbox;
+
+/// Device nodes the sandbox's `/dev` gets (bound from the host).
+const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+fn cstr(path: &Path) -> Result<CString, SandboxError> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| SandboxError::BadSpec(format!("path {} contains a NUL byte", path.display())))
+}
+
+fn landlock_rules(
+    rootfs: &Path,
+    data: Option<&Path>,
+) -> Result<(Option<landlock::RulesetCreated>, String), SandboxError> {
+    let fail = |e: &dyn std::fmt::Display| SandboxError::Policy {
+        layer: "landlock",
+        reason: e.to_string(),
+    };
+    let abi = ABI::V2;
+    let access = AccessFs::from_all(abi);
+    let mut ruleset = Ruleset::default()
+        .handle_access(access)
+        .map_err(|e| fail(&e))?
+        .create()
+        .map_err(|e| fail(&e))?;
+    for dir in std::iter::once(rootfs).chain(data) {
+        let fd = PathFd::new(dir).map_err(|e| fail(&e))?;
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(fd, access))
+            .map_err(|e| fail(&e))?;
+    }
+    let supported = landlock_supported();
+    let status = if supported {
+        "enforced: only the sandbox root and its data copy are reachable".to_string()
+    } else {
+        "not supported by this kernel".to_string()
+    };
+    Ok((Some(ruleset), status))
+}
+
+/// Whether the running kernel offers Landlock (`landlock_create_ruleset` version query).
+fn landlock_supported() -> bool {
+    // SAFETY: the documented ABI-version query: null attributes, size 0, flag VERSION.
+    let v = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32,
+        )
+    };
+    v >= 1
+}
+
+/// The sandbox's root (host UID/GID [`ID_BASE`]) must be able to walk to `dir`: every
+/// ancestor needs the search bit for others.
+fn traversable(dir: &Path) -> Result<(), SandboxError> {
+    use std::os::unix::fs::PermissionsExt;
+    for ancestor in dir.ancestors().skip(1) {
+        let meta = std::fs::metadata(ancestor).map_err(SandboxError::io(
+            ancestor,
+            "read the permissions of a parent directory",
+        ))?;
+        if meta.permissions().mode() & 0o001 == 0 {
+            return Err(SandboxError::BadSpec(format!(
+                "{} is not searchable by others (mode {:o}), so the sandbox's root (host uid \
+                 {ID_BASE}) cannot reach {}; use a location under directories with mode o+x",
+                ancestor.display(),
+                meta.permissions().mode() & 0o7777,
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Sandbox for NamespaceSandbox {
+    fn name(&self) -> &'static str {
+        "namespace"
+    }
+
+    fn start(&self, spec: &SandboxSpec) -> Result<SandboxChild, SandboxError> {
+        let Some(program) = spec.argv.first() else {
+            return Err(SandboxError::BadSpec("argv is empty".into()));
+        };
+        let rootfs = std::fs::canonicalize(&spec.rootfs)
+            .map_err(SandboxError::io(&spec.rootfs, "open the root filesystem"))?;
+        if !rootfs.is_dir() {
+            return Err(SandboxError::BadSpec(format!(
+                "{} is not a directory",
+                rootfs.display()
+            )));
+        }
+        if spec.work_dir.exists() {
+            return Err(SandboxError::BadSpec(format!(
+                "work directory {} already exists",
+                spec.work_dir.display()
+            )));
+        }
+        traversable(&rootfs)?;
+        std::fs::create_dir_all(&spec.work_dir).map_err(SandboxError::io(
+            &spec.work_dir,
+            "create the work directory",
+        ))?;
+        for dir in ["proc", "dev", "tmp", "data"] {
+            let p = rootfs.join(dir);
+            if std::fs::symlink_metadata(&p).is_err() {
+                std::fs::create_dir(&p).map_err(SandboxError::io(
+                    &p,
+                    "create a mount point in the root filesystem",
+                ))?;
+            }
+        }
+        let data_copy = match &spec.data_dir {
+            Some(src) => {
+                let dst = std::fs::canonicalize(&spec.work_dir)
+                    .map_err(SandboxError::io(&spec.work_dir, "open the work directory"))?
+                    .join("data");
+                traversable(dst.parent().expect("the copy has a parent"))?;
+                copy_tree(src, &dst)?;
+                chown_tree(&dst, ID_BASE)?;
+                Some(dst)
+            }
+            None => None,
+        };
+        let (landlock, landlock_status) = landlock_rules(&rootfs, data_copy.as_deref())?;
+        let name = format!(
+            "ferry-sandbox-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let cgroup = Cgroup::create(&name, &spec.limits);
+        let mut prepared = Prepared {
+            id_map: CString::new(format!("0 {ID_BASE} {ID_COUNT}")).expect("no NUL"),
+            cgroup_procs: cgroup
+                .procs
+                .iter()
+                .map(|p| cstr(p))
+                .collect::<Result<_, _>>()?,
+            rootfs: cstr(&rootfs)?,
+            data: match &data_copy {
+                Some(d) => Some((cstr(d)?, cstr(&rootfs.join("data"))?)),
+                None => None,
+            },
+            proc_dir: cstr(&rootfs.join("proc"))?,
+            dev_dir: cstr(&rootfs.join("dev"))?,
+            tmp_dir: cstr(&rootfs.join("tmp"))?,
+            dev_nodes: DEV_NODES
+                .iter()
+                .filter(|n| Path::new("/dev").join(n).exists())
+                .map(|n| {
+                    Ok((
+                        cstr(&Path::new("/dev").join(n))?,
+                        cstr(&rootfs.join("dev").join(n))?,
+                    ))
+                })
+                .collect::<Result<_, SandboxError>>()?,
+            hostname: CString::new(spec.hostname.as_bytes())
+                .map_err(|_| SandboxError::BadSpec("the hostname contains a NUL byte".into()))?,
+            landlock,
+            seccomp: seccomp::program()?,
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(&spec.argv[1..])
+            .env_clear()
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: `enter` only makes system calls on data prepared above (see child_setup).
+        unsafe {
+            cmd.pre_exec(move || prepared.enter());
+        }
+        let child = cmd.spawn().map_err(SandboxError::Start)?;
+        Ok(SandboxChild {
+            child: Some(child),
+            isolation: Isolation {
+                uid_map: format!("0 {ID_BASE} {ID_COUNT}"),
+                namespaces: ["user", "pid", "mount", "net", "ipc", "uts"]
+                    .map(String::from)
+                    .to_vec(),
+                landlock: landlock_status,
+                seccomp_denied: seccomp::denied()
+                    .into_iter()
+                    .map(|(_, n)| n.to_string())
+                    .collect(),
+                cgroup: cgroup.description.clone(),
+            },
+            cgroup,
+            data_copy,
+        })
+    }
+}
