@@ -1,9 +1,9 @@
 //! Delta updates end to end: a real server builds deltas on upload, a real agent pre-verifies
 //! them, falls back to the full package on a tampered (rooted) device, and returns to deltas.
 
-mod delta_support;
+mod support;
 
-use delta_support::{Device, Fixture, OPERATOR_TOKEN, ServerOptions};
+use support::{Device, Fixture, OPERATOR_TOKEN, ServerOptions};
 use ferry_agent::AttemptOutcome;
 use ferry_core::Component;
 use ferry_core::Version;
