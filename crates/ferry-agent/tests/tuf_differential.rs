@@ -159,12 +159,33 @@ struct World {
 }
 
 static WORLD: OnceLock<Option<World>> = OnceLock::new();
-static GENERATED: OnceLock<PathBuf> = OnceLock::new();
-
-extern "C" fn remove_generated() {
-    if let Some(dir) = GENERATED.get() {
-        let _ = std::fs::remove_dir_all(dir);
+/// Generates the python-tuf repositories once per script version and day, shared by every test
+/// process (nextest runs each test in its own process): written to a private directory, then
+/// renamed into place, so a reader never sees a half-written set. Repositories expire in 30 days.
+fn generated_repos() -> PathBuf {
+    use sha2::Digest;
+    let script_text = std::fs::read(script("make_repos.py")).expect("make_repos.py is readable");
+    let day = chrono::Utc::now().format("%Y%m%d");
+    let key = &hex::encode(sha2::Sha256::digest(&script_text))[..16];
+    let dir = std::env::temp_dir().join(format!("ferry-tuf-differential-{key}-{day}"));
+    let repos = dir.join("repos");
+    if repos.is_dir() {
+        return repos;
     }
+    let staging = std::env::temp_dir().join(format!("ferry-tuf-differential-{key}-{day}.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let out = Command::new("python3")
+        .arg(script("make_repos.py"))
+        .arg(staging.join("repos"))
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "make_repos.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    if std::fs::rename(&staging, &dir).is_err() {
+        // Another test process published the same set first.
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    assert!(repos.is_dir(), "no generated repositories at {}", repos.display());
+    repos
 }
 
 fn world() -> Option<&'static World> {
@@ -173,25 +194,7 @@ fn world() -> Option<&'static World> {
             if !python_tuf_available() {
                 return None;
             }
-            let dir = tempfile::Builder::new()
-                .prefix("ferry-tuf-differential-")
-                .tempdir()
-                .unwrap()
-                .keep();
-            GENERATED.set(dir.clone()).unwrap();
-            // SAFETY: registers a plain function run at process exit.
-            unsafe { libc::atexit(remove_generated) };
-            let repos = dir.join("repos");
-            let out = Command::new("python3")
-                .arg(script("make_repos.py"))
-                .arg(&repos)
-                .output()
-                .expect("python3 runs");
-            assert!(
-                out.status.success(),
-                "make_repos.py failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let repos = generated_repos();
             let mut child = Command::new("python3")
                 .arg(script("ngclient_cli.py"))
                 .arg("--batch")

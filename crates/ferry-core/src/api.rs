@@ -236,6 +236,19 @@ pub struct ReleaseRecord {
     /// Delta packages the server built to this release, one per base version.
     #[serde(default)]
     pub deltas: Vec<DeltaRecord>,
+    /// Set while the rollout is halted by a security alert: the release is offered to no
+    /// device until an operator resumes it.
+    #[serde(default)]
+    pub halted: Option<ReleaseHalt>,
+}
+
+/// Why and since when a release's rollout is halted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseHalt {
+    /// The security alert that halted it.
+    pub alert_id: i64,
+    /// When (Unix milliseconds, server clock).
+    pub since: u64,
 }
 
 impl ReleaseRecord {
@@ -334,6 +347,95 @@ pub struct BackupRecord {
     pub created_at: u64,
 }
 
+/// One finding of a device's preflight (static scan rule, sandbox monitor, traffic comparison).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertFinding {
+    /// Severity as the device's policy graded it (`info`, `low`, `medium`, `high`, `critical`).
+    pub severity: String,
+    /// The rule or check that fired (e.g. `dangerous-import/gets`, `mirror/mismatch`).
+    pub rule: String,
+    /// Where: a file path inside the package, an endpoint, a process.
+    #[serde(default)]
+    pub location: String,
+    /// What was found, in words.
+    pub message: String,
+}
+
+/// One piece of evidence backing an alert (a response pair, a denied syscall, a connection).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertEvidence {
+    /// What kind of evidence (`response_mismatch`, `outbound_connection`, `scan_report`, …).
+    pub kind: String,
+    /// The evidence itself, in text.
+    pub detail: String,
+}
+
+/// `POST /api/v1/alerts`: a device judged an update unsafe during preflight. The server
+/// archives it and halts the release's rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityAlert {
+    /// The device reporting; must match the bearer token's device.
+    pub device_id: DeviceId,
+    /// Component of the release judged unsafe.
+    pub component: Component,
+    /// Version of the release judged unsafe.
+    pub version: Version,
+    /// The preflight stage that decided (`gate`, `scan`, `sandbox`, `mirror`).
+    pub stage: String,
+    /// What was found.
+    pub findings: Vec<AlertFinding>,
+    /// What backs the findings.
+    #[serde(default)]
+    pub evidence: Vec<AlertEvidence>,
+    /// When the device decided (Unix milliseconds, device clock).
+    pub detected_at: u64,
+}
+
+/// An archived security alert, as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivedAlert {
+    /// Server-assigned id.
+    pub id: i64,
+    /// When the server received it (Unix milliseconds).
+    pub received_at: u64,
+    /// The alert as the device sent it.
+    pub alert: SecurityAlert,
+    /// What it means for the operator.
+    pub message: String,
+}
+
+impl ArchivedAlert {
+    /// The operator message for an alert: which release, that its rollout is halted, and that
+    /// the package, its transport or its signing keys may be compromised.
+    pub fn message_for(alert: &SecurityAlert) -> String {
+        let worst = alert
+            .findings
+            .iter()
+            .map(|f| format!("{} [{}] {}", f.severity, f.rule, f.message))
+            .next()
+            .unwrap_or_else(|| "no finding given".into());
+        format!(
+            "SECURITY ALERT: device '{}' found release {} {} unsafe during preflight ({} stage, {} \
+             finding(s); first: {worst}). The package, its transport or its signing keys may be \
+             compromised. The rollout of {} {} is halted: no device is offered it. Check the \
+             package's origin and signatures and rotate keys if needed; resume with POST \
+             /api/v1/releases/{}/{}/resume only once it is cleared.",
+            alert.device_id,
+            alert.component,
+            alert.version,
+            alert.stage,
+            alert.findings.len(),
+            alert.component,
+            alert.version,
+            alert.component,
+            alert.version,
+        )
+    }
+}
+
 /// Error body of every failed API call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
@@ -367,6 +469,7 @@ mod tests {
             "length":3,"sha256":"ab","blacklist":[],"go_live":null,"created_at":0}"#;
         let r: ReleaseRecord = serde_json::from_str(j).unwrap();
         assert!(r.deltas.is_empty());
+        assert_eq!(r.halted, None);
         assert_eq!(r.delta_from(&Version::new(1, 0, 0)), None);
     }
 
@@ -396,6 +499,31 @@ mod tests {
         assert_eq!(back.offer(), Some(&offer));
         assert_eq!(back.delta(), Some(&delta));
         assert_eq!(CheckinResponse::Update { offer }.delta(), None);
+    }
+
+    #[test]
+    fn alert_message_names_release_and_possible_compromise() {
+        let alert = SecurityAlert {
+            device_id: DeviceId::new("d1").unwrap(),
+            component: Component::Main,
+            version: Version::new(2, 0, 0),
+            stage: "mirror".into(),
+            findings: vec![AlertFinding {
+                severity: "critical".into(),
+                rule: "sandbox/outbound-connection".into(),
+                location: "/bin/app".into(),
+                message: "connected to 203.0.113.9:443".into(),
+            }],
+            evidence: vec![],
+            detected_at: 5,
+        };
+        let m = ArchivedAlert::message_for(&alert);
+        for part in ["main 2.0.0", "d1", "compromised", "transport", "keys", "halted", "/resume", "203.0.113.9"] {
+            assert!(m.contains(part), "{part} missing in {m}");
+        }
+        let j = serde_json::to_value(&alert).unwrap();
+        let back: SecurityAlert = serde_json::from_value(j).unwrap();
+        assert_eq!(back, alert);
     }
 
     #[test]

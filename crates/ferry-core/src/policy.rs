@@ -76,6 +76,10 @@ fn compatible(release: &ReleaseRecord, device_type: &str) -> bool {
 
 /// Decides what to offer `device` given every known release and the current time.
 ///
+/// A release whose rollout is halted (by a security alert) is offered to no device, whether
+/// as a full package or as a delta: it is passed over as if it were not published, so the
+/// device is told it is up to date or gets the newest release that is not halted.
+///
 /// Per component (upgrader first, so an up-to-date agent installs the main program), the
 /// newest release compatible with the device type and already live is the candidate. The
 /// device gets "nothing new" when it already runs that version or newer (never a downgrade),
@@ -89,11 +93,12 @@ pub fn offer(device: &DeviceState, releases: &[ReleaseRecord], now: UnixMillis) 
     for component in Component::ALL {
         let compatible_releases = releases
             .iter()
-            .filter(|r| r.component == component && compatible(r, &device.device_type));
+            .filter(|r| r.component == component && compatible(r, &device.device_type))
+            .inspect(|_| any_compatible = true)
+            .filter(|r| r.halted.is_none());
         let mut live: Option<&ReleaseRecord> = None;
         let mut earliest_pending: Option<u64> = None;
         for r in compatible_releases {
-            any_compatible = true;
             match r.go_live {
                 Some(at) if at > now => {
                     if &r.version > device.version_of(component) {
@@ -161,6 +166,7 @@ mod tests {
             go_live: None,
             created_at: 0,
             deltas: vec![],
+            halted: None,
         }
     }
     fn with_delta(mut r: ReleaseRecord, from: &str) -> ReleaseRecord {
@@ -315,6 +321,56 @@ mod tests {
         let r = with_delta(rel(Component::Agent, "1.1.0"), "1.0.0");
         assert!(matches!(offer(&dev("9.0.0", "1.0.0"), &[r.clone()], 0), Offer::Delta { delta, .. } if delta.component == Component::Agent));
         assert!(matches!(offer(&dev("9.0.0", "0.9.0"), &[r], 0), Offer::Full(_)));
+    }
+
+    fn halt(mut r: ReleaseRecord) -> ReleaseRecord {
+        r.halted = Some(crate::api::ReleaseHalt { alert_id: 1, since: 0 });
+        r
+    }
+
+    #[test]
+    fn halted_release_is_offered_to_nobody() {
+        let halted = halt(with_delta(rel(Component::Main, "2.0.0"), "1.0.0"));
+        // Any device, full package or delta, any device type it is for: nothing.
+        for (main, deltas) in [("1.0.0", true), ("1.0.0", false), ("0.5.0", true)] {
+            let mut d = dev(main, "1.0.0");
+            d.accepts_deltas = deltas;
+            assert_eq!(offer(&d, &[halted.clone()], 0), Offer::NothingNew(NothingNewReason::UpToDate));
+        }
+        let mut any_type = halt(rel(Component::Main, "2.0.0"));
+        any_type.device_types.clear();
+        let mut other = dev("1.0.0", "1.0.0");
+        other.device_type = "camera".into();
+        assert_eq!(offer(&other, &[any_type], 0), Offer::NothingNew(NothingNewReason::UpToDate));
+        // A halted upgrader release does not hold back the main program.
+        let rs = [halt(rel(Component::Agent, "1.1.0")), rel(Component::Main, "2.0.0")];
+        assert!(matches!(offer(&dev("1.0.0", "1.0.0"), &rs, 0), Offer::Full(r) if r.component == Component::Main));
+    }
+
+    #[test]
+    fn halted_newest_release_leaves_the_previous_good_one_on_offer() {
+        let rs = [rel(Component::Main, "1.1.0"), halt(rel(Component::Main, "1.2.0"))];
+        assert!(matches!(offer(&dev("1.0.0", "1.0.0"), &rs, 0), Offer::Full(r) if r.version == v("1.1.0")));
+        assert_eq!(offer(&dev("1.1.0", "1.0.0"), &rs, 0), Offer::NothingNew(NothingNewReason::UpToDate));
+        // Resuming (clearing the halt) offers it again.
+        let resumed = [rel(Component::Main, "1.1.0"), rel(Component::Main, "1.2.0")];
+        assert!(matches!(offer(&dev("1.1.0", "1.0.0"), &resumed, 0), Offer::Full(r) if r.version == v("1.2.0")));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn halted_releases_are_never_offered(
+            running in 0u64..10, versions in proptest::collection::vec((0u64..10, proptest::bool::ANY), 0..8)
+        ) {
+            let rs: Vec<_> = versions.iter().map(|(m, halted)| {
+                let r = rel(Component::Main, &format!("1.{m}.0"));
+                if *halted { halt(r) } else { r }
+            }).collect();
+            let d = dev(&format!("1.{running}.0"), "1.0.0");
+            if let Some(r) = offer(&d, &rs, 0).release() {
+                proptest::prop_assert!(r.halted.is_none());
+            }
+        }
     }
 
     proptest::proptest! {

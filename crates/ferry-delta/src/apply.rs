@@ -156,13 +156,25 @@ fn rebuild(
     let mut reader = ChunkReader::new()?;
     let mut chunk = Chunk::default();
     let mut cursor: i64 = 0;
-    let mut src_pos: Option<u64> = None;
+    let mut src_pos: Option<u64>;
     let mut src_buf = vec![0u8; IO_BUF];
-    while reader.next(
-        patch,
-        &mut chunk,
-        [MAX_CTRL_CHUNK, CHUNK_BYTES, CHUNK_BYTES],
-    )? {
+    loop {
+        let more = reader.next(
+            patch,
+            &mut chunk,
+            [MAX_CTRL_CHUNK, CHUNK_BYTES, CHUNK_BYTES],
+            source_len,
+            |offset, buf| {
+                source
+                    .seek(SeekFrom::Start(offset))
+                    .and_then(|_| source.read_exact(buf))
+                    .map_err(|e| DeltaError::stream("reading the literal prefix", e))
+            },
+        )?;
+        if !more {
+            break;
+        }
+        src_pos = None;
         let [ctrl, diff, extra] = &chunk.parts;
         let mut entries = SliceReader::new(ctrl, "control stream");
         let (mut di, mut ei) = (0usize, 0usize);

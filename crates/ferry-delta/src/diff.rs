@@ -1,5 +1,6 @@
 //! Making a patch: hashing, transform plan, matching passes and encoding.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -7,9 +8,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{DeltaError, Result};
 use crate::exe::{Plan, build, elf::Elf, rewrite};
-use crate::format::{CHUNK_BYTES, Header};
-use crate::matcher::{Block, MatchParams, copies_of, diff_blocks};
-use crate::streams::{ChunkWriter, StreamParams};
+use crate::format::{CHUNK_BYTES, Header, MAX_LITERAL_PREFIX};
+use crate::matcher::{Block, CopyRange, MatchParams, copies_of, diff_blocks};
+use crate::streams::{ChunkData, ChunkWriter, StreamParams};
 use crate::suffix::SuffixIndex;
 use crate::varint;
 
@@ -82,6 +83,7 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions, out: &mut impl Write) ->
             (Plan::default(), old.to_vec(), blocks)
         }
     };
+    let (blocks, hints) = prune_short_jumps(blocks, MIN_JUMP_COPY);
     let mut counter = CountingWriter {
         inner: out,
         written: 0,
@@ -93,7 +95,7 @@ pub fn diff(old: &[u8], new: &[u8], opts: &DiffOptions, out: &mut impl Write) ->
     w.write_all(&(plan_bytes.len() as u32).to_le_bytes())
         .map_err(io)?;
     w.write_all(&plan_bytes).map_err(io)?;
-    let (copied, literal) = encode_blocks(&source, new, &blocks, opts, w).map_err(io)?;
+    let (copied, literal) = encode_blocks(&source, new, &blocks, &hints, opts, w).map_err(io)?;
     Ok(DiffStats {
         old_size: old.len() as u64,
         new_size: new.len() as u64,
@@ -144,14 +146,31 @@ impl<W: Write> Write for CountingWriter<'_, W> {
     }
 }
 
+/// A copy shorter than this that jumps away from the previous copy's diagonal is carried as
+/// literal bytes instead: its control entry (and the one jumping back) would cost more than
+/// zstd needs for the bytes, which it finds in the literal prefix (or earlier literals).
+const MIN_JUMP_COPY: usize = 128;
+
+/// Granularity of the literal prefix's ranges.
+const GRANULE: usize = 16 << 10;
+
 /// Cuts the blocks into chunks of at most [`CHUNK_BYTES`] new bytes and writes them.
 struct Emitter<'a, W: Write> {
     writer: ChunkWriter,
     out: &'a mut W,
+    source: &'a [u8],
+    /// Old positions the literal bytes resemble, by new position (see [`prune_short_jumps`]).
+    hints: &'a [CopyRange],
     parts: [Vec<u8>; 3],
+    /// New bytes written before the current chunk.
+    chunk_start: usize,
+    /// Score of each prefix granule of the source for the current chunk's literals.
+    granules: HashMap<usize, u64>,
     entry: Option<(i64, u64, u64)>,
     old_cursor: i64,
     chunk_out: usize,
+    /// Lowest and highest old position copied from in the current chunk.
+    span: Option<(usize, usize)>,
 }
 
 impl<W: Write> Emitter<'_, W> {
@@ -165,13 +184,92 @@ impl<W: Write> Emitter<'_, W> {
 
     fn room(&mut self) -> std::io::Result<usize> {
         if self.chunk_out == CHUNK_BYTES {
-            self.finish_entry();
-            self.writer
-                .chunk([&self.parts[0], &self.parts[1], &self.parts[2]], self.out)?;
-            self.parts.iter_mut().for_each(Vec::clear);
-            self.chunk_out = 0;
+            self.flush_chunk()?;
         }
         Ok(CHUNK_BYTES - self.chunk_out)
+    }
+
+    /// Writes the current chunk with its literal prefix.
+    fn flush_chunk(&mut self) -> std::io::Result<()> {
+        self.finish_entry();
+        let chunk_end = self.chunk_start + self.chunk_out;
+        while let Some(h) = self.hints.first().filter(|h| h.new_pos < chunk_end) {
+            for g in h.old_pos / GRANULE..=(h.old_pos + h.len.max(1) - 1) / GRANULE {
+                *self.granules.entry(g).or_default() += h.len as u64;
+            }
+            self.hints = &self.hints[1..];
+        }
+        let ranges = if self.parts[2].is_empty() {
+            Vec::new()
+        } else {
+            self.prefix_ranges()
+        };
+        let mut prefix = Vec::new();
+        for &(o, l) in &ranges {
+            prefix.extend_from_slice(&self.source[o as usize..(o + l) as usize]);
+        }
+        self.writer.chunk(
+            ChunkData {
+                ctrl: &self.parts[0],
+                diff: &self.parts[1],
+                literal: &self.parts[2],
+                prefix_ranges: &ranges,
+                prefix: &prefix,
+            },
+            self.out,
+        )?;
+        self.parts.iter_mut().for_each(Vec::clear);
+        self.chunk_start = chunk_end;
+        self.chunk_out = 0;
+        self.span = None;
+        self.granules.clear();
+        Ok(())
+    }
+
+    /// The source ranges of the literal prefix: the granules the chunk's literals were seen to
+    /// resemble (best scores first), then those nearest the middle of what the chunk copied,
+    /// up to [`MAX_LITERAL_PREFIX`] bytes.
+    fn prefix_ranges(&self) -> Vec<(u64, u64)> {
+        let count = self.source.len().div_ceil(GRANULE);
+        if count == 0 {
+            return Vec::new();
+        }
+        let budget = (MAX_LITERAL_PREFIX / GRANULE).min(count);
+        let mut scored: Vec<(u64, usize)> = self
+            .granules
+            .iter()
+            .filter(|(g, _)| **g < count)
+            .map(|(g, s)| (*s, *g))
+            .collect();
+        scored.sort_unstable_by(|a, b| b.cmp(a));
+        let mut chosen: Vec<usize> = scored.iter().take(budget).map(|(_, g)| *g).collect();
+        let cursor = self.old_cursor.clamp(0, self.source.len() as i64) as usize;
+        let (lo, hi) = self.span.unwrap_or((cursor, cursor));
+        let centre = ((lo / 2 + hi / 2) / GRANULE).min(count - 1);
+        let mut taken: std::collections::HashSet<usize> = chosen.iter().copied().collect();
+        let mut step = 0usize;
+        while chosen.len() < budget {
+            for g in [centre.checked_add(step), centre.checked_sub(step + 1)]
+                .into_iter()
+                .flatten()
+            {
+                if g < count && chosen.len() < budget && taken.insert(g) {
+                    chosen.push(g);
+                }
+            }
+            step += 1;
+        }
+        chosen.sort_unstable();
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        for g in chosen {
+            let start = (g * GRANULE) as u64;
+            let len = (self.source.len() - g * GRANULE).min(GRANULE) as u64;
+            match ranges.last_mut() {
+                Some((o, l)) if *o + *l == start => *l += len,
+                _ => ranges.push((start, len)),
+            }
+        }
+        ranges
     }
 
     fn copy(
@@ -192,6 +290,10 @@ impl<W: Write> Emitter<'_, W> {
                     self.entry = Some((old_pos as i64 - self.old_cursor, take as u64, 0));
                 }
             }
+            self.span = Some(match self.span {
+                Some((lo, hi)) => (lo.min(old_pos), hi.max(old_pos + take)),
+                None => (old_pos, old_pos + take),
+            });
             let d = &mut self.parts[1];
             d.extend(
                 new[new_pos..new_pos + take]
@@ -212,6 +314,13 @@ impl<W: Write> Emitter<'_, W> {
         let mut rest = bytes;
         while !rest.is_empty() {
             let take = rest.len().min(self.room()?);
+            let cursor = self.old_cursor.clamp(0, self.source.len() as i64) as usize;
+            for g in [
+                cursor / GRANULE,
+                cursor.saturating_sub(GRANULE / 2) / GRANULE,
+            ] {
+                *self.granules.entry(g).or_default() += take as u64;
+            }
             match &mut self.entry {
                 Some((_, _, extra)) => *extra += take as u64,
                 None => self.entry = Some((0, 0, take as u64)),
@@ -228,6 +337,7 @@ fn encode_blocks(
     source: &[u8],
     new: &[u8],
     blocks: &[Block],
+    hints: &[CopyRange],
     opts: &DiffOptions,
     out: &mut impl Write,
 ) -> std::io::Result<(u64, u64)> {
@@ -235,17 +345,26 @@ fn encode_blocks(
         level: opts.level,
         window_log: opts.window_log,
     };
-    let ctrl = StreamParams {
+    let small = StreamParams {
         level: 19,
         window_log: 20,
     };
+    let sparse = StreamParams {
+        level: opts.level,
+        window_log: opts.window_log.min(20),
+    };
     let mut e = Emitter {
-        writer: ChunkWriter::new([ctrl, data, data])?,
+        writer: ChunkWriter::new([small, data, sparse, sparse], data)?,
         out,
+        source,
+        hints,
         parts: Default::default(),
+        chunk_start: 0,
+        granules: HashMap::new(),
         entry: None,
         old_cursor: 0,
         chunk_out: 0,
+        span: None,
     };
     let (mut new_pos, mut copied, mut literal) = (0usize, 0u64, 0u64);
     for b in blocks {
@@ -256,18 +375,35 @@ fn encode_blocks(
         copied += b.copy_len as u64;
         literal += b.extra_len as u64;
     }
-    e.finish_entry();
-    let Emitter {
-        mut writer,
-        out,
-        parts,
-        ..
-    } = e;
-    writer.chunk([&parts[0], &parts[1], &parts[2]], out)?;
-    writer_finish(writer, out)?;
+    e.flush_chunk()?;
+    e.writer.finish(e.out)?;
     Ok((copied, literal))
 }
-
-fn writer_finish(writer: ChunkWriter, out: &mut impl Write) -> std::io::Result<()> {
-    writer.finish(out)
+/// Turns short copies that jump away from the previous copy's diagonal into literal bytes, and
+/// returns them as hints of where in the source those literal bytes are found.
+fn prune_short_jumps(blocks: Vec<Block>, min_jump_copy: usize) -> (Vec<Block>, Vec<CopyRange>) {
+    let mut out: Vec<Block> = Vec::with_capacity(blocks.len());
+    let mut hints = Vec::new();
+    let mut new_pos = 0usize;
+    let mut last_diag: Option<isize> = None;
+    for b in blocks {
+        let diag = b.old_pos as isize - new_pos as isize;
+        let jump = last_diag.is_some_and(|d| d != diag);
+        match out.last_mut() {
+            Some(prev) if jump && b.copy_len < min_jump_copy => {
+                prev.extra_len += b.copy_len + b.extra_len;
+                hints.push(CopyRange {
+                    old_pos: b.old_pos,
+                    new_pos,
+                    len: b.copy_len,
+                });
+            }
+            _ => {
+                out.push(b);
+                last_diag = Some(diag);
+            }
+        }
+        new_pos += b.copy_len + b.extra_len;
+    }
+    (out, hints)
 }

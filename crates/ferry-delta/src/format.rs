@@ -7,11 +7,17 @@ use crate::error::{DeltaError, Result};
 /// First eight bytes of every Ferry patch.
 pub const MAGIC: &[u8; 8] = b"FERRYDLT";
 /// Format version written by this crate.
-pub const VERSION: u8 = 1;
-/// Chunk tag: a chunk of the three streams follows.
+pub const VERSION: u8 = 2;
+/// Chunk tag: a chunk of the streams follows.
 pub const TAG_CHUNK: u8 = 1;
 /// Chunk tag: the end of the patch.
 pub const TAG_END: u8 = 0;
+/// Chunk diff coding: the add-diff bytes are in the dense diff stream.
+pub const DIFF_DENSE: u8 = 0;
+/// Chunk diff coding: the add-diff bytes are zero/non-zero runs plus the non-zero values.
+pub const DIFF_SPARSE: u8 = 1;
+/// Largest window of the copy source used as prefix of a chunk's literal frame.
+pub const MAX_LITERAL_PREFIX: usize = 2 << 20;
 /// At most this many new-file bytes are described by one chunk.
 pub const CHUNK_BYTES: usize = 1 << 20;
 /// Largest compressed fragment of one stream in one chunk that apply accepts.

@@ -31,6 +31,11 @@ impl<'a> SliceReader<'a> {
         SliceReader { data, pos: 0, what }
     }
 
+    /// Number of bytes consumed so far.
+    pub fn offset(&self) -> usize {
+        self.pos
+    }
+
     /// True when every byte was consumed.
     pub fn is_empty(&self) -> bool {
         self.pos >= self.data.len()

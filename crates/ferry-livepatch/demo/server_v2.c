@@ -4,7 +4,8 @@
  * loop that never returns. Protocol: the client sends "ADD <a> <b>\n" and reads one line back.
  * Fixes the handler (adds), reorders and extends `struct stats` and counts accepted connections
  * in the main loop. ferry_helper_main_loop is the patch author's helper that carries the running
- * v1 main loop over to this version.
+ * v1 main loop over to this version (left out when built with FERRY_NO_HELPER, for patches that
+ * restart the main loop at its entry instead).
  * Usage: server PORT_FILE   (binds 127.0.0.1:0 and writes the chosen port to PORT_FILE)
  */
 #include <arpa/inet.h>
@@ -135,6 +136,7 @@ __attribute__((noipa)) static void main_loop(int lfd) {
 /* Helper run once by the live patcher in the main thread, at the old main loop's safe point
  * (its accept call), before the thread enters the new main loop. It receives the old frame's
  * variables by name (here the listening socket) and returns 0 when the handover may proceed. */
+#ifndef FERRY_NO_HELPER
 static int g_handover_fd = -1;
 __attribute__((noipa, used)) long ferry_helper_main_loop(int lfd) {
 #ifdef FERRY_FAULTY_HELPER
@@ -148,6 +150,7 @@ __attribute__((noipa, used)) long ferry_helper_main_loop(int lfd) {
     pthread_mutex_unlock(&g_stats_lock);
     return 0;
 }
+#endif
 
 int main(int argc, char **argv) {
     if (argc < 2) {

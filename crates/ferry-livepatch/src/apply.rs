@@ -6,7 +6,7 @@ use crate::elf::build_id_of;
 use crate::error::{Error, Result};
 use crate::ptrace::{self, Mem, Stop};
 use crate::rollback::{RollbackOptions, rollback_stopped};
-use crate::safepoint::{self, Point, Range, Reached};
+use crate::safepoint::{self, Movable, Point, Range, Target};
 use crate::transfer;
 use crate::world::{self, World};
 use std::time::{Duration, Instant};
@@ -22,6 +22,10 @@ pub struct ApplyOptions {
     pub safe_point_timeout: Duration,
     /// How long the author's helper may run before the patch is rolled back.
     pub helper_timeout: Duration,
+    /// Run the patcher thread at real-time priority (SCHED_FIFO) while every thread of the
+    /// target is stopped, so that it is not preempted in the middle of the pause; needs
+    /// CAP_SYS_NICE, silently skipped without it.
+    pub realtime: bool,
 }
 
 impl Default for ApplyOptions {
@@ -31,6 +35,7 @@ impl Default for ApplyOptions {
             backoff: Duration::from_millis(1),
             safe_point_timeout: Duration::from_millis(20),
             helper_timeout: Duration::from_secs(2),
+            realtime: true,
         }
     }
 }
@@ -59,8 +64,13 @@ pub struct ApplyReport {
     pub threads: usize,
     /// Time spent mapping and relocating the new code (threads running).
     pub prepare: Duration,
-    /// Stop-the-world pause of the successful attempt.
+    /// Stop-the-world pause of the successful attempt (every thread stopped for the switch).
     pub pause: Duration,
+    /// Sum of every stop-the-world window of the apply, failed attempts included.
+    pub pause_total: Duration,
+    /// Longest time a moved thread was held stopped, from reaching its safe point (while the
+    /// other threads still ran) to running the new code (its helper included).
+    pub mover_pause: Duration,
     /// Attempts made.
     pub attempts: u32,
     /// Functions redirected at their entry.
@@ -112,7 +122,7 @@ pub fn apply(pid: i32, bundle: &PatchBundle, opts: &ApplyOptions) -> Result<Appl
         let data = remote_map_near(pid, &mem, scratch, (exe_start, exe_end), bundle.data.size, libc::PROT_READ | libc::PROT_WRITE)?;
         Ok((code, data))
     })();
-    leader.resume_all();
+    leader.detach_all();
     let (code, data) = mapped?;
     let cp = Checkpoint {
         pid,
@@ -130,10 +140,10 @@ pub fn apply(pid: i32, bundle: &PatchBundle, opts: &ApplyOptions) -> Result<Appl
     let result = write_image(&mem, bundle, &cp, (exe_start, exe_end)).and_then(|_| {
         switch(pid, &mem, bundle, cp.clone(), opts, t0.elapsed())
     });
-    if let Err(e) = &result {
-        if !matches!(e, Error::HelperFailed { .. }) {
-            crate::rollback::unmap(pid, &mem, &cp).ok();
-        }
+    if let Err(e) = &result
+        && !matches!(e, Error::HelperFailed { .. })
+    {
+        crate::rollback::unmap(pid, &mem, &cp).ok();
     }
     result
 }
@@ -172,68 +182,69 @@ struct Mover {
     frame: transfer::Frame,
     stack: (u64, Vec<u8>),
     woke: bool,
+    since: Instant,
 }
 
-/// Stops the world until every thread is outside the changed functions or at a safe point, then
-/// switches: transforms statics, redirects entries, moves threads.
+/// Brings every thread outside the changed functions or to a safe point (see
+/// [`safepoint::quiesce`]), then switches with the world stopped: transforms statics, redirects
+/// entries, moves threads.
 fn switch(pid: i32, mem: &Mem, b: &PatchBundle, mut cp: Checkpoint, opts: &ApplyOptions, prepare: Duration) -> Result<ApplyReport> {
     let ranges: Vec<Range> = b
         .functions
         .iter()
         .filter_map(|f| f.old.map(|(a, s)| Range { start: a + cp.bias, end: a + s + cp.bias, name: f.name.clone() }))
         .collect();
-    let mut reason = String::new();
-    for attempt in 0..opts.attempts {
-        if attempt > 0 {
-            std::thread::sleep(opts.backoff * (1u32 << attempt.min(6)));
-        }
-        let mut w = World::stop_all(pid)?;
-        let maps = world::maps(pid)?;
-        let mut movers: Vec<(i32, String)> = Vec::new();
-        let mut blocked = None;
-        for &tid in w.threads.keys() {
-            let regs = ptrace::get_regs(tid)?;
-            let active = safepoint::active_in(mem, &maps, &regs, &ranges);
-            match active.as_slice() {
-                [] => {}
-                [f] if b.mapping_for(f).is_some() => movers.push((tid, f.clone())),
-                fs => blocked = Some(format!("thread {tid} is inside {}", fs.join(", "))),
-            }
-        }
-        if let Some(r) = blocked {
-            reason = r;
-            w.resume_all();
-            continue;
-        }
-        let mut moved = Vec::new();
-        let mut failed = None;
-        for (tid, f) in &movers {
-            let m = b.mapping_for(f).expect("checked");
-            let points: Vec<Point> = m
+    let movable: Vec<Movable> = b
+        .mapping
+        .iter()
+        .map(|m| Movable {
+            function: m.function.clone(),
+            points: m
                 .points
                 .iter()
                 .map(|p| Point { addr: p.old.addr + cp.bias, call_len: p.old.call_len, interruptible: p.interruptible })
-                .collect();
-            let pending = w.threads.get_mut(tid).expect("seized");
-            match safepoint::run_to_point(*tid, mem, &maps, &points, opts.safe_point_timeout, pending)? {
-                Reached::At { index, regs, woke } => {
-                    let fp = transfer::at_runtime(&m.points[index].old, points[index].addr);
-                    let frame = transfer::read_frame(mem, &regs, &fp)?;
-                    let stack = (regs.rsp - 128, mem.read(regs.rsp - 128, (frame.cfa - regs.rsp + 128) as usize)?);
-                    moved.push(Mover { tid: *tid, function: f.clone(), frame, stack, woke });
-                }
-                Reached::NotYet(r) => {
-                    failed = Some(format!("thread {tid} in {f}: {r}"));
-                    break;
-                }
+                .collect(),
+        })
+        .collect();
+    // Everything that does not need the world stopped is read now: the entry bytes the jumps
+    // replace (code nobody else writes).
+    let mut entries = Vec::new();
+    for f in &b.functions {
+        let Some((old_addr, old_size)) = f.old else { continue };
+        if old_size < 5 {
+            return Err(Error::Unpatchable(format!("{} is shorter than a jump", f.name)));
+        }
+        let at = old_addr + cp.bias;
+        let disp = (cp.code_rt(f.new.0) as i64 - (at + 5) as i64) as i32;
+        let mut jmp = vec![0xe9];
+        jmp.extend_from_slice(&disp.to_le_bytes());
+        entries.push((EntryPatch { function: f.name.clone(), addr: at, original: hex::encode(mem.read(at, 5)?) }, jmp));
+    }
+    let target = Target { ranges: &ranges, guard: None, movable: &movable };
+    let mut w = World::seize(pid)?;
+    w.realtime = opts.realtime;
+    let mut reason = String::new();
+    for attempt in 0..opts.attempts {
+        if attempt > 0 {
+            w.idle(opts.backoff * (1u32 << attempt.min(6)))?;
+        }
+        let arrived = match safepoint::quiesce(&mut w, mem, &target, opts.safe_point_timeout, None)? {
+            Ok(a) => a,
+            Err(r) => {
+                reason = r;
+                continue;
             }
+        };
+        let mut moved = Vec::new();
+        for a in arrived {
+            let mv = &movable[a.function];
+            let m = b.mapping_for(&mv.function).expect("movable functions come from the mapping");
+            let fp = transfer::at_runtime(&m.points[a.point].old, mv.points[a.point].addr);
+            let frame = transfer::read_frame(mem, &a.regs, &fp)?;
+            let stack = (a.regs.rsp - 128, mem.read(a.regs.rsp - 128, (frame.cfa - a.regs.rsp + 128) as usize)?);
+            moved.push(Mover { tid: a.tid, function: mv.function.clone(), frame, stack, woke: a.woke, since: a.since });
         }
-        if let Some(r) = failed {
-            reason = r;
-            w.resume_all();
-            continue;
-        }
-        return commit(pid, mem, b, &mut cp, w, moved, opts, prepare, attempt + 1);
+        return commit(pid, mem, b, &mut cp, w, moved, entries, opts, prepare, attempt + 1);
     }
     Err(Error::NoSafePoint { attempts: opts.attempts, reason })
 }
@@ -246,6 +257,7 @@ fn commit(
     cp: &mut Checkpoint,
     mut w: World,
     movers: Vec<Mover>,
+    entries: Vec<(EntryPatch, Vec<u8>)>,
     opts: &ApplyOptions,
     prepare: Duration,
     attempts: u32,
@@ -260,18 +272,9 @@ fn commit(
         }
         cp.statics.push(StaticState { name: s.name.clone(), old_addr: old_rt, new_addr: new_rt, old_bytes: hex::encode(old_bytes), copies: s.copies.clone() });
     }
-    for f in &b.functions {
-        let Some((old_addr, old_size)) = f.old else { continue };
-        if old_size < 5 {
-            return Err(Error::Unpatchable(format!("{} is shorter than a jump", f.name)));
-        }
-        let at = old_addr + cp.bias;
-        let original = mem.read(at, 5)?;
-        let disp = (cp.code_rt(f.new.0) as i64 - (at + 5) as i64) as i32;
-        let mut jmp = vec![0xe9];
-        jmp.extend_from_slice(&disp.to_le_bytes());
-        mem.write(at, &jmp)?;
-        cp.entries.push(EntryPatch { function: f.name.clone(), addr: at, original: hex::encode(original) });
+    for (e, jmp) in entries {
+        mem.write(e.addr, &jmp)?;
+        cp.entries.push(e);
     }
     let mut report_moved = Vec::new();
     let mut helpers = Vec::new();
@@ -299,16 +302,9 @@ fn commit(
     let threads = w.threads.len();
     // Helper threads stay seized so a fault is caught; everyone else runs the new code now.
     let helper_tids: Vec<i32> = helpers.iter().map(|(m, ..)| m.tid).collect();
-    let mut pause = Duration::ZERO;
-    for &tid in w.threads.keys().copied().collect::<Vec<_>>().iter() {
-        if !helper_tids.contains(&tid) {
-            let sig = w.threads.remove(&tid).unwrap_or(0);
-            ptrace::detach(tid, sig).ok();
-        }
-    }
-    if let Some(t) = w.stopped_at.take() {
-        pause = t.elapsed();
-    }
+    let pause = w.detach_except(&helper_tids);
+    let pause_total = w.stopped_total;
+    let mut mover_pause = movers.iter().filter(|m| !helper_tids.contains(&m.tid)).map(|m| m.since.elapsed()).max().unwrap_or_default();
     for (m, args, new_entry) in helpers {
         let helper_name = b.mapping_for(&m.function).and_then(|x| x.helper.as_ref()).map(|h| h.name.clone()).unwrap_or_default();
         let outcome = run_helper(m.tid, cp.code.0 + b.code.trap_offset, opts.helper_timeout)?;
@@ -318,12 +314,12 @@ fn commit(
                 ptrace::set_regs(m.tid, &regs)?;
                 w.threads.remove(&m.tid);
                 ptrace::detach(m.tid, 0)?;
+                mover_pause = mover_pause.max(m.since.elapsed());
             }
             Err(why) => {
                 // Undo everything: the faulted thread goes back to its old frame at the safe point.
                 mem.write(m.stack.0, &m.stack.1)?;
                 ptrace::set_regs(m.tid, &m.frame.regs)?;
-                w.restop()?;
                 rollback_stopped(pid, mem, cp, w, &RollbackOptions::default(), Some(m.tid))?;
                 return Err(Error::HelperFailed { helper: helper_name, tid: m.tid, reason: why });
             }
@@ -334,6 +330,8 @@ fn commit(
         threads,
         prepare,
         pause,
+        pause_total,
+        mover_pause,
         attempts,
         redirected: cp.entries.iter().map(|e| e.function.clone()).collect(),
         statics: cp.statics.iter().map(|s| s.name.clone()).collect(),

@@ -61,10 +61,8 @@ pub fn set_regs(tid: i32, regs: &Regs) -> Result<()> {
     if r < 0 { Err(Error::last_os(tid, "PTRACE_SETREGS")) } else { Ok(()) }
 }
 
-/// Waits up to `timeout` for `tid` to stop; None on timeout.
-pub fn wait_stop(tid: i32, timeout: Duration) -> Result<Option<Stop>> {
-    let deadline = Instant::now() + timeout;
-    let mut spins = 0u32;
+/// Collects a stop of `tid` if it has one (never blocks); None while it is running.
+pub fn try_wait(tid: i32) -> Result<Option<Stop>> {
     loop {
         let mut status = 0i32;
         // SAFETY: status is a live local int.
@@ -76,29 +74,45 @@ pub fn wait_stop(tid: i32, timeout: Duration) -> Result<Option<Stop>> {
             }
             return Err(Error::Os { pid: tid, what: "waitpid".into(), source: err });
         }
-        if r == tid {
-            if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
-                return Ok(Some(Stop::Gone));
+        if r != tid {
+            return Ok(None);
+        }
+        if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+            return Ok(Some(Stop::Gone));
+        }
+        if libc::WIFSTOPPED(status) {
+            if status >> 16 != 0 {
+                return Ok(Some(Stop::Event));
             }
-            if libc::WIFSTOPPED(status) {
-                let sig = libc::WSTOPSIG(status);
-                if status >> 16 != 0 {
-                    return Ok(Some(Stop::Event));
-                }
-                return Ok(Some(Stop::Signal(sig)));
-            }
-            continue;
+            return Ok(Some(Stop::Signal(libc::WSTOPSIG(status))));
+        }
+    }
+}
+
+/// Waits up to `timeout` for `tid` to stop; None on timeout.
+pub fn wait_stop(tid: i32, timeout: Duration) -> Result<Option<Stop>> {
+    let deadline = Instant::now() + timeout;
+    let mut spins = 0u32;
+    loop {
+        if let Some(s) = try_wait(tid)? {
+            return Ok(Some(s));
         }
         if Instant::now() >= deadline {
             return Ok(None);
         }
         spins += 1;
-        if spins < 200 {
-            std::hint::spin_loop();
-            std::thread::yield_now();
-        } else {
-            std::thread::sleep(Duration::from_micros(50));
-        }
+        backoff(spins);
+    }
+}
+
+/// Polling pause: yield for the first rounds (stops usually arrive within microseconds), then
+/// sleep briefly so a long wait does not take a core from the target.
+pub fn backoff(round: u32) {
+    if round < 200 {
+        std::hint::spin_loop();
+        std::thread::yield_now();
+    } else {
+        std::thread::sleep(Duration::from_micros(50));
     }
 }
 

@@ -4,7 +4,7 @@ use crate::apply::{MUNMAP, MovedThread};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::ptrace::{self, Mem};
-use crate::safepoint::{self, Point, Range, Reached};
+use crate::safepoint::{self, Movable, Point, Range, Target};
 use crate::transfer;
 use crate::world::{self, World};
 use std::time::{Duration, Instant};
@@ -16,21 +16,28 @@ pub struct RollbackOptions {
     pub attempts: u32,
     /// Pause before the first retry, doubled after each (capped at 64 ms).
     pub backoff: Duration,
-    /// How long a thread inside a patched function may run alone to reach a safe point.
+    /// How long a thread inside a patched function may run to reach a safe point.
     pub safe_point_timeout: Duration,
+    /// Real-time priority for the patcher during the pause (see [`crate::ApplyOptions::realtime`]).
+    pub realtime: bool,
 }
 
 impl Default for RollbackOptions {
     fn default() -> Self {
-        RollbackOptions { attempts: 30, backoff: Duration::from_millis(1), safe_point_timeout: Duration::from_millis(20) }
+        RollbackOptions { attempts: 30, backoff: Duration::from_millis(1), safe_point_timeout: Duration::from_millis(20), realtime: true }
     }
 }
 
 /// What [`rollback`] did.
 #[derive(Debug, Clone)]
 pub struct RollbackReport {
-    /// Stop-the-world pause of the successful attempt.
+    /// Stop-the-world pause of the successful attempt (every thread stopped for the switch).
     pub pause: Duration,
+    /// Sum of every stop-the-world window of the rollback, failed attempts included.
+    pub pause_total: Duration,
+    /// Longest time a moved thread was held stopped, from reaching its safe point (while the
+    /// other threads still ran) to running the old code.
+    pub mover_pause: Duration,
     /// Attempts made.
     pub attempts: u32,
     /// Threads moved back to the old functions.
@@ -45,70 +52,60 @@ pub fn rollback(pid: i32, cp: &Checkpoint, opts: &RollbackOptions) -> Result<Rol
         return Err(Error::Checkpoint(format!("it belongs to process {}, not {pid}", cp.pid)));
     }
     let mem = Mem::open(pid)?;
-    let w = World::stop_all(pid)?;
+    let w = World::seize(pid)?;
     rollback_stopped(pid, &mem, cp, w, opts, None)
 }
 
-/// Rollback with the world already stopped; `keep` is a thread already restored by the caller.
+/// Rollback with the threads of `w` seized (running or stopped); `keep` is a thread already
+/// restored and held stopped by the caller.
 pub(crate) fn rollback_stopped(pid: i32, mem: &Mem, cp: &Checkpoint, mut w: World, opts: &RollbackOptions, keep: Option<i32>) -> Result<RollbackReport> {
-    let mut ranges: Vec<Range> = cp
+    w.realtime = opts.realtime;
+    let ranges: Vec<Range> = cp
         .new_functions
         .iter()
         .map(|(a, s, n)| Range { start: cp.code_rt(*a), end: cp.code_rt(*a) + s, name: n.clone() })
         .collect();
-    ranges.push(Range { start: cp.code.0, end: cp.code.0 + cp.code.1, name: "patch code".into() });
-    let mut reason = String::new();
-    for attempt in 0..opts.attempts {
-        if attempt > 0 {
-            w.resume_except(keep);
-            std::thread::sleep(opts.backoff * (1u32 << attempt.min(6)));
-            w.restop()?;
-        }
-        let maps = world::maps(pid)?;
-        let mut movers = Vec::new();
-        let mut blocked = None;
-        for &tid in w.threads.keys().filter(|t| Some(**t) != keep) {
-            let regs = ptrace::get_regs(tid)?;
-            let mut active = safepoint::active_in(mem, &maps, &regs, &ranges);
-            active.retain(|n| n != "patch code");
-            let code_hit = ranges.last().is_some_and(|r| r.start <= regs.rip && regs.rip < r.end);
-            match active.as_slice() {
-                [] if !code_hit => {}
-                [f] if cp.mapping.iter().any(|m| &m.function == f) => movers.push((tid, f.clone())),
-                fs => blocked = Some(format!("thread {tid} is inside patched code ({})", fs.join(", "))),
-            }
-        }
-        if let Some(r) = blocked {
-            reason = r;
-            continue;
-        }
-        let mut plans = Vec::new();
-        let mut failed = None;
-        for (tid, f) in &movers {
-            let m = cp.mapping.iter().find(|m| &m.function == f).expect("checked");
-            let points: Vec<Point> = m
+    let guard = Range { start: cp.code.0, end: cp.code.0 + cp.code.1, name: "patch code".into() };
+    let movable: Vec<Movable> = cp
+        .mapping
+        .iter()
+        .map(|m| Movable {
+            function: m.function.clone(),
+            points: m
                 .points
                 .iter()
                 .map(|p| Point { addr: cp.code_rt(p.new.addr), call_len: p.new.call_len, interruptible: p.interruptible })
-                .collect();
-            let pending = w.threads.get_mut(tid).expect("seized");
-            match safepoint::run_to_point(*tid, mem, &maps, &points, opts.safe_point_timeout, pending)? {
-                Reached::At { index, regs, woke } => {
-                    let fp = transfer::at_runtime(&m.points[index].new, points[index].addr);
-                    let frame = transfer::read_frame(mem, &regs, &fp)?;
-                    let args = transfer::args_for(&frame, &m.old_params, f)?;
-                    let regs = transfer::call_regs(mem, &frame, m.old_entry + cp.bias, &args, None)?;
-                    plans.push((*tid, regs, MovedThread { tid: *tid, function: f.clone(), safe_point: points[index].addr, woken_from_syscall: woke, helper: None }));
-                }
-                Reached::NotYet(r) => {
-                    failed = Some(format!("thread {tid} in {f}: {r}"));
-                    break;
-                }
-            }
+                .collect(),
+        })
+        .collect();
+    let mut entries = Vec::new();
+    for e in &cp.entries {
+        let original = hex::decode(&e.original).map_err(|x| Error::Checkpoint(format!("entry {}: {x}", e.function)))?;
+        entries.push((e.addr, original));
+    }
+    let target = Target { ranges: &ranges, guard: Some(&guard), movable: &movable };
+    let mut reason = String::new();
+    for attempt in 0..opts.attempts {
+        if attempt > 0 {
+            w.idle(opts.backoff * (1u32 << attempt.min(6)))?;
         }
-        if let Some(r) = failed {
-            reason = r;
-            continue;
+        let arrived = match safepoint::quiesce(&mut w, mem, &target, opts.safe_point_timeout, keep)? {
+            Ok(a) => a,
+            Err(r) => {
+                reason = r;
+                continue;
+            }
+        };
+        let mut plans = Vec::new();
+        for a in &arrived {
+            let mv = &movable[a.function];
+            let m = &cp.mapping[a.function];
+            let addr = mv.points[a.point].addr;
+            let fp = transfer::at_runtime(&m.points[a.point].new, addr);
+            let frame = transfer::read_frame(mem, &a.regs, &fp)?;
+            let args = transfer::args_for(&frame, &m.old_params, &m.function)?;
+            let regs = transfer::call_regs(mem, &frame, m.old_entry + cp.bias, &args, None)?;
+            plans.push((a.tid, regs, MovedThread { tid: a.tid, function: m.function.clone(), safe_point: addr, woken_from_syscall: a.woke, helper: None }));
         }
         for s in &cp.statics {
             let len = s.copies.iter().map(|c| c.new_offset + c.len).max().unwrap_or(0);
@@ -117,23 +114,21 @@ pub(crate) fn rollback_stopped(pid: i32, mem: &Mem, cp: &Checkpoint, mut w: Worl
                 mem.write(s.old_addr + c.old_offset, &now[c.new_offset as usize..(c.new_offset + c.len) as usize])?;
             }
         }
-        for e in &cp.entries {
-            let original = hex::decode(&e.original).map_err(|x| Error::Checkpoint(format!("entry {}: {x}", e.function)))?;
-            mem.write(e.addr, &original)?;
+        for (addr, original) in &entries {
+            mem.write(*addr, original)?;
         }
         let mut moved = Vec::new();
         for (tid, regs, mt) in plans {
             ptrace::set_regs(tid, &regs)?;
             moved.push(mt);
         }
-        if let Some(k) = keep {
-            w.threads.insert(k, 0);
-        }
-        let pause = w.resume_all();
+        let pause = w.detach_all();
+        let pause_total = w.stopped_total;
+        let mover_pause = arrived.iter().map(|a| a.since.elapsed()).max().unwrap_or_default();
+        drop(w);
         unmap(pid, mem, cp)?;
-        return Ok(RollbackReport { pause, attempts: attempt + 1, moved });
+        return Ok(RollbackReport { pause, pause_total, mover_pause, attempts: attempt + 1, moved });
     }
-    w.resume_except(keep);
     Err(Error::NoSafePoint { attempts: opts.attempts, reason })
 }
 
@@ -143,7 +138,7 @@ pub(crate) fn unmap(pid: i32, mem: &Mem, cp: &Checkpoint) -> Result<()> {
     let scratch = cp.old_entry + cp.bias;
     let r = world::remote_syscall(pid, mem, scratch, MUNMAP, [cp.code.0, cp.code.1, 0, 0, 0, 0])
         .and_then(|_| world::remote_syscall(pid, mem, scratch, MUNMAP, [cp.data.0, cp.data.1, 0, 0, 0, 0]));
-    w.resume_all();
+    w.detach_all();
     r.map(|_| ())
 }
 

@@ -4,8 +4,8 @@ mod common;
 
 use common::{Load, setup};
 use ferry_artifact::keys::SigningKey;
-use ferry_livepatch::demo::{DemoServer, field, request};
-use ferry_livepatch::{ApplyOptions, Checkpoint, Error, PatchBundle, RollbackOptions, apply, build_patch, rollback};
+use ferry_livepatch::demo::{DemoServer, field, patch_options, request};
+use ferry_livepatch::{ApplyOptions, BuildOptions, Checkpoint, Error, PatchBundle, RollbackOptions, apply, build_patch, rollback, watch_or_rollback};
 use std::time::Duration;
 
 #[test]
@@ -138,4 +138,83 @@ fn rollback_restores_old_behaviour() {
     // The patch can be applied again after a rollback.
     apply(server.pid(), &s.bundle, &ApplyOptions::default()).unwrap();
     assert_eq!(field(&request(server.port, 2, 3).unwrap(), "sum"), Some(5));
+}
+
+#[test]
+fn monitor_rolls_back_on_anomaly() {
+    let s = setup();
+    let mut server = DemoServer::spawn(&s.bins.v1, s.dir.path()).unwrap();
+    request(server.port, 1, 1).unwrap();
+    let report = apply(server.pid(), &s.bundle, &ApplyOptions::default()).unwrap();
+    let port = server.port;
+    // A healthy probe: the patch stays.
+    let mut healthy = || request(port, 2, 3).is_ok_and(|r| field(&r, "sum") == Some(5));
+    let (mon, rb) = watch_or_rollback(server.pid(), &report.checkpoint, &mut healthy, Duration::from_millis(150)).unwrap();
+    assert!(mon.healthy() && mon.probes > 0, "{mon:?}");
+    assert!(rb.is_none());
+    assert_eq!(field(&request(port, 2, 3).unwrap(), "sum"), Some(5), "still patched");
+    // A probe that reports an anomaly (the service answers, but the health check fails).
+    let mut probes = 0;
+    let mut failing = || {
+        probes += 1;
+        let _ = request(port, 2, 3);
+        false
+    };
+    let (mon, rb) = watch_or_rollback(server.pid(), &report.checkpoint, &mut failing, Duration::from_millis(150)).unwrap();
+    assert!(mon.alive && mon.failures > 0 && !mon.healthy(), "{mon:?}");
+    assert!(probes > 0);
+    let rb = rb.expect("an anomaly rolls the patch back");
+    assert_eq!(rb.moved.len(), 1, "the main loop moved back");
+    assert!(server.alive());
+    // Old behaviour is back and the counter continued over every request made so far.
+    let reply = request(port, 2, 3).unwrap();
+    assert!(reply.starts_with("sum=-1 served="), "{reply}");
+    assert!(field(&reply, "served").unwrap() > 2 + mon.probes as i64, "{reply}");
+    assert!(!reply.contains("accepted"), "{reply}");
+    // The checkpoint's memory is gone: the patch can be applied again.
+    apply(server.pid(), &s.bundle, &ApplyOptions::default()).unwrap();
+    assert_eq!(field(&request(port, 2, 3).unwrap(), "sum"), Some(5));
+}
+
+#[test]
+fn thread_moved_without_helper_restarts_at_entry() {
+    let s = setup();
+    // Without a helper, main_loop is only movable when the author declares that restarting it at
+    // its entry is equivalent to being at its safe point.
+    let plain = build_patch(&s.bins.v1, &s.bins.v2_no_helper, &patch_options()).unwrap();
+    assert!(plain.mapping.is_empty(), "{:?}", plain.mapping);
+    let opts = BuildOptions { restart_at_entry: vec!["main_loop".into()], ..patch_options() };
+    let bundle = build_patch(&s.bins.v1, &s.bins.v2_no_helper, &opts).unwrap();
+    let m = bundle.mapping.iter().find(|m| m.function.ends_with("main_loop")).expect("main_loop mapping");
+    assert!(m.helper.is_none());
+
+    let server = DemoServer::spawn(&s.bins.v1, s.dir.path()).unwrap();
+    for i in 1..=3 {
+        assert_eq!(field(&request(server.port, 1, 1).unwrap(), "served"), Some(i));
+    }
+    let load = Load::start(server.port, 2);
+    std::thread::sleep(Duration::from_millis(50));
+    let report = apply(server.pid(), &bundle, &ApplyOptions::default()).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let (ok, failed) = load.finish();
+    assert_eq!(failed, 0, "{failed} requests failed ({ok} answered)");
+    assert_eq!(report.moved.len(), 1, "{:?}", report.moved);
+    let moved = &report.moved[0];
+    assert_eq!(moved.tid, server.pid());
+    assert!(moved.function.ends_with("main_loop"));
+    assert_eq!(moved.helper, None);
+    let at_point = m.points.iter().any(|p| p.old.addr + report.checkpoint.bias == moved.safe_point);
+    assert!(at_point, "moved at {:#x}, not at a safe point", moved.safe_point);
+    // The new main loop runs (it counts accepted connections, from 0 in the new layout), the
+    // handler is fixed and the counter continued.
+    let r1 = request(server.port, 2, 3).unwrap();
+    let r2 = request(server.port, 2, 3).unwrap();
+    assert_eq!(field(&r1, "sum"), Some(5), "{r1}");
+    assert_eq!(field(&r1, "served"), Some(3 + ok as i64 + 1), "{r1}");
+    let (a, b) = (field(&r1, "accepted").unwrap(), field(&r2, "accepted").unwrap());
+    assert!(a >= 1 && b == a + 1, "accepted {a} then {b}");
+    let rb = rollback(server.pid(), &report.checkpoint, &RollbackOptions::default()).unwrap();
+    assert_eq!(rb.moved.len(), 1);
+    let reply = request(server.port, 2, 3).unwrap();
+    assert_eq!(reply, format!("sum=-1 served={}", 3 + ok + 3), "old behaviour, counter continued");
 }

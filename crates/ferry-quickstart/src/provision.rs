@@ -1,12 +1,14 @@
 //! Keys, servers, releases and device directories for the quickstart.
 
 use crate::demo_app;
-use crate::fleet::{AGENT_BEFORE, AGENT_NEW, DeviceSpec, MAIN_NEW};
+use crate::fleet::{AGENT_BEFORE, AGENT_NEW, DeviceSpec, MAIN_BASE, MAIN_LEGACY, MAIN_NEW, MAIN_NEXT, TAMPERED_FILE};
 use anyhow::{Context, Result, bail};
 use ferry_artifact::artifact::{BuildSpec, Hooks, build};
 use ferry_artifact::keys::SigningKey;
 use ferry_artifact::tuf::RepoKeys;
 use ferry_core::Component;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -79,14 +81,32 @@ default_chunk_size = {chunk}
     Ok(path)
 }
 
-/// Builds and signs the four release artifacts; returns (main 1.0.0, main 1.1.0, agent 1.0.0, agent 1.1.0).
-pub fn artifacts(l: &Layout, ferry_bin: &Path) -> Result<[PathBuf; 4]> {
+/// The signed release artifacts of the quickstart.
+pub struct Artifacts {
+    /// Main-program releases by version: the legacy factory version (never uploaded), the base,
+    /// the first round's release and the second round's.
+    pub main: BTreeMap<&'static str, PathBuf>,
+    /// The factory agent.
+    pub agent_before: PathBuf,
+    /// The new agent (for `gateway-v2`).
+    pub agent_new: PathBuf,
+}
+
+impl Artifacts {
+    /// The main-program artifact of `version`.
+    pub fn main(&self, version: &str) -> Result<&Path> {
+        self.main.get(version).map(PathBuf::as_path).with_context(|| format!("no demo-app {version} artifact was built"))
+    }
+}
+
+/// Builds and signs every release artifact the quickstart uses.
+pub fn artifacts(l: &Layout, ferry_bin: &Path) -> Result<Artifacts> {
     let key = SigningKey::load(&l.release_key)?;
     let src = l.root.join("src");
     let out = l.root.join("releases");
     fs::create_dir_all(&out)?;
-    let mut built = Vec::new();
-    for (version, schema) in [("1.0.0", None), (MAIN_NEW, Some(2))] {
+    let mut main = BTreeMap::new();
+    for (version, schema) in [(MAIN_LEGACY, None), (MAIN_BASE, None), (MAIN_NEW, Some(2)), (MAIN_NEXT, Some(2))] {
         let dir = src.join(format!("demo-app-{version}"));
         demo_app::write_release(&dir, version, schema)?;
         let path = out.join(format!("demo-app-{version}.ferry"));
@@ -97,8 +117,9 @@ pub fn artifacts(l: &Layout, ferry_bin: &Path) -> Result<[PathBuf; 4]> {
             hooks: Hooks::default(),
         };
         build(&dir, spec, &path, Some(&key)).with_context(|| format!("building demo-app {version}"))?;
-        built.push(path);
+        main.insert(version, path);
     }
+    let mut agents = Vec::new();
     for version in [AGENT_BEFORE, AGENT_NEW] {
         let dir = src.join(format!("agent-{version}"));
         fs::create_dir_all(&dir)?;
@@ -112,12 +133,44 @@ pub fn artifacts(l: &Layout, ferry_bin: &Path) -> Result<[PathBuf; 4]> {
             hooks: Hooks::default(),
         };
         build(&dir, spec, &path, Some(&key)).with_context(|| format!("building agent {version}"))?;
-        built.push(path);
+        agents.push(path);
     }
-    Ok(built.try_into().expect("four artifacts"))
+    let agent_new = agents.pop().expect("two agents");
+    let agent_before = agents.pop().expect("two agents");
+    Ok(Artifacts { main, agent_before, agent_new })
+}
+
+/// What was changed on a rooted device before its run.
+#[derive(Debug, Clone)]
+pub struct Tampering {
+    /// Path of the changed file inside the release directory.
+    pub path: String,
+    /// sha256 of the genuine file (what the release-signed manifest lists).
+    pub genuine_sha256: String,
+    /// sha256 of the file as it is on the device now.
+    pub tampered_sha256: String,
+}
+
+/// Lowercase hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// "Roots" a device: overwrites a few bytes of [`TAMPERED_FILE`] of its running main program
+/// (through `current`, as someone with a shell on the device would).
+pub fn tamper(dirs: &DeviceDirs) -> Result<Tampering> {
+    let path = dirs.main_dir.join("current").join(TAMPERED_FILE);
+    let genuine = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut changed = genuine.clone();
+    let patch = b"patched on the device by its owner";
+    let at = 4096.min(changed.len().saturating_sub(patch.len()));
+    changed[at..at + patch.len()].copy_from_slice(patch);
+    fs::write(&path, &changed).with_context(|| format!("tampering with {}", path.display()))?;
+    Ok(Tampering { path: TAMPERED_FILE.to_string(), genuine_sha256: sha256_hex(&genuine), tampered_sha256: sha256_hex(&changed) })
 }
 
 /// A provisioned device on disk.
+#[derive(Debug, Clone)]
 pub struct DeviceDirs {
     /// The device's agent.toml.
     pub config: PathBuf,
@@ -125,6 +178,8 @@ pub struct DeviceDirs {
     pub main_dir: PathBuf,
     /// The upgrader's storage space.
     pub upgrader_dir: PathBuf,
+    /// The agent's state directory (install state, delta-failure records).
+    pub state_dir: PathBuf,
 }
 
 impl DeviceDirs {
@@ -140,6 +195,23 @@ impl DeviceDirs {
     pub fn main_version_on_disk(&self) -> Option<String> {
         Some(fs::read_to_string(self.main_dir.join("current/VERSION")).ok()?.trim().to_string())
     }
+    /// The active main release's `assets.bin`.
+    pub fn main_assets(&self) -> Option<Vec<u8>> {
+        fs::read(self.main_dir.join("current").join(TAMPERED_FILE)).ok()
+    }
+    /// How many delta-failure records the agent keeps in its state directory.
+    pub fn local_delta_failures(&self) -> Result<usize> {
+        let path = self.state_dir.join("delta-failures.json");
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let list: Vec<serde_json::Value> =
+                    serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?;
+                Ok(list.len())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
     /// Runs the main program's stop script (cleanup).
     pub fn stop_main(&self) {
         let _ = Command::new(self.main_dir.join("current/stop.sh")).status();
@@ -148,9 +220,14 @@ impl DeviceDirs {
 
 /// Lays out one device: config, data, factory install of agent 1.0.0 and its main version,
 /// enrollment with the server, and the main program started.
-pub fn device(l: &Layout, spec: &DeviceSpec, server_url: &str, ferry_bin: &Path, artifacts: &[PathBuf; 4]) -> Result<DeviceDirs> {
+pub fn device(l: &Layout, spec: &DeviceSpec, server_url: &str, ferry_bin: &Path, artifacts: &Artifacts) -> Result<DeviceDirs> {
     let dir = l.root.join("devices").join(spec.id);
-    let dirs = DeviceDirs { config: dir.join("agent.toml"), main_dir: dir.join("main"), upgrader_dir: dir.join("upgrader") };
+    let dirs = DeviceDirs {
+        config: dir.join("agent.toml"),
+        main_dir: dir.join("main"),
+        upgrader_dir: dir.join("upgrader"),
+        state_dir: dir.join("state"),
+    };
     fs::create_dir_all(dirs.main_dir.join("data"))?;
     fs::create_dir_all(&dirs.upgrader_dir)?;
     fs::write(dirs.main_dir.join("data/config"), format!("schema={}\n", spec.config_schema))?;
@@ -185,15 +262,15 @@ dir = "{upgrader}"
         id = spec.id,
         ty = spec.device_type,
         en = l.enrollment_token,
-        state = dir.join("state").display(),
+        state = dirs.state_dir.display(),
         root = trusted_root.display(),
         pubkey = l.release_pub.display(),
         main = dirs.main_dir.display(),
         upgrader = dirs.upgrader_dir.display(),
     );
     fs::write(&dirs.config, config)?;
-    let main_artifact = if spec.main_before == "1.0.0" { &artifacts[0] } else { &artifacts[1] };
-    for (component, artifact) in [("agent", &artifacts[2]), ("main", main_artifact)] {
+    let main_artifact = artifacts.main(spec.main_before)?;
+    for (component, artifact) in [("agent", artifacts.agent_before.as_path()), ("main", main_artifact)] {
         let out = Command::new(ferry_bin)
             .args(["agent", "--config"])
             .arg(&dirs.config)

@@ -4,13 +4,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// What happened to one device, and what was wrong with it (if anything).
+/// What happened to one device in one round.
 #[derive(Debug, Clone)]
-pub struct DeviceResult {
-    /// Device id.
-    pub id: String,
-    /// What the device demonstrates.
-    pub story: String,
+pub struct RoundResult {
     /// Main version before.
     pub main_before: String,
     /// Main version after (read from its storage space).
@@ -21,10 +17,35 @@ pub struct DeviceResult {
     pub agent_after: String,
     /// `updated`, `nothing new`, `rolled back`, …
     pub outcome: String,
-    /// Bytes fetched from the file service (from the archived reports).
+    /// How the update that decided the round was shipped: `delta`, `full` or `—`.
+    pub delivery: String,
+    /// Bytes fetched from the file service in this round (from the archived reports).
     pub bytes_downloaded: u64,
+    /// For a delta: the full package's size, to show the saving.
+    pub full_bytes: Option<u64>,
     /// Reason or details.
     pub reason: String,
+}
+
+impl RoundResult {
+    /// Percentage of the full package a delta saved (`None` unless it was a delta).
+    pub fn saving_percent(&self) -> Option<f64> {
+        let full = self.full_bytes.filter(|f| *f > 0)?;
+        Some(100.0 * (1.0 - self.bytes_downloaded as f64 / full as f64))
+    }
+}
+
+/// What happened to one device, and what was wrong with it (if anything).
+#[derive(Debug, Clone)]
+pub struct DeviceResult {
+    /// Device id.
+    pub id: String,
+    /// What the device demonstrates.
+    pub story: String,
+    /// The first round (main 1.1.0, agent 1.1.0).
+    pub first: RoundResult,
+    /// The second round (main 1.2.0), for the devices that run again.
+    pub second: Option<RoundResult>,
     /// Every way the device's end state differs from what must happen; empty when correct.
     pub problems: Vec<String>,
 }
@@ -53,32 +74,58 @@ fn cut(s: &str, n: usize) -> String {
     if s.chars().count() <= n { s.to_string() } else { format!("{}…", s.chars().take(n - 1).collect::<String>()) }
 }
 
+const RULE: usize = 124;
+
+fn header(f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(
+        f,
+        "{:<16} {:<17} {:<17} {:<12} {:<8} {:>9} {:>8}  {}",
+        "device", "main", "agent", "outcome", "delivery", "bytes", "vs full", "details"
+    )?;
+    writeln!(f, "{}", "-".repeat(RULE))
+}
+
+fn row(f: &mut fmt::Formatter<'_>, id: &str, r: &RoundResult, story: Option<&str>) -> fmt::Result {
+    let details = match story {
+        Some(story) => format!("{story} — {}", cut(&r.reason, 200)),
+        None => cut(&r.reason, 200),
+    };
+    writeln!(
+        f,
+        "{:<16} {:<17} {:<17} {:<12} {:<8} {:>9} {:>8}  {}",
+        id,
+        format!("{} -> {}", r.main_before, r.main_after),
+        format!("{} -> {}", r.agent_before, r.agent_after),
+        r.outcome,
+        r.delivery,
+        r.bytes_downloaded,
+        r.saving_percent().map(|p| format!("-{p:.1}%")).unwrap_or_default(),
+        details,
+    )
+}
+
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "{:<16} {:<17} {:<17} {:<12} {:>9}  {}",
-            "device", "main", "agent", "outcome", "bytes", "details"
-        )?;
-        writeln!(f, "{}", "-".repeat(110))?;
+        writeln!(f, "round 1: main 1.1.0 and agent 1.1.0 uploaded (deltas from main 1.0.0 built by the server)")?;
+        header(f)?;
         for d in &self.devices {
+            row(f, &d.id, &d.first, Some(&d.story))?;
             let mark = if d.problems.is_empty() { "ok " } else { "BAD" };
-            writeln!(
-                f,
-                "{:<16} {:<17} {:<17} {:<12} {:>9}  {} — {}",
-                d.id,
-                format!("{} -> {}", d.main_before, d.main_after),
-                format!("{} -> {}", d.agent_before, d.agent_after),
-                d.outcome,
-                d.bytes_downloaded,
-                d.story,
-                cut(&d.reason, 90),
-            )?;
             for p in &d.problems {
                 writeln!(f, "  {mark} {p}")?;
             }
         }
-        writeln!(f, "{}", "-".repeat(110))?;
+        writeln!(f, "{}", "-".repeat(RULE))?;
+        if self.devices.iter().any(|d| d.second.is_some()) {
+            writeln!(f, "round 2: main 1.2.0 uploaded; devices on 1.1.0 run again")?;
+            header(f)?;
+            for d in &self.devices {
+                if let Some(r) = &d.second {
+                    row(f, &d.id, r, None)?;
+                }
+            }
+            writeln!(f, "{}", "-".repeat(RULE))?;
+        }
         let bad = self.devices.iter().filter(|d| !d.problems.is_empty()).count();
         if !self.link_cut {
             writeln!(f, "the flaky link never dropped a connection, so resumption was not exercised")?;

@@ -11,11 +11,19 @@
 //!   hardening, dangerous imports, code signatures, embedded secrets — driven by a signed,
 //!   versioned rule database, with a [`scan::Policy`] deciding block or warn.
 //! - [`gate`]: the three above chained as the agent's install gate.
+//! - [`sandbox`]: the namespace sandbox the new version rehearses in.
+//! - [`mirror`]: the HTTP / raw TCP proxy that mirrors live traffic to the sandbox, compares
+//!   answers with noise learned from production, and switches traffic over without losing a
+//!   request.
+//! - [`preflight`]: gate, sandbox and mirror tied into a verdict: safe (switchover plan) or
+//!   unsafe (security alert for the server).
 
 #![deny(missing_docs)]
 
 pub mod envelope;
 pub mod gate;
+pub mod mirror;
+pub mod preflight;
 pub mod sandbox;
 pub mod scan;
 pub mod unpack;

@@ -244,3 +244,34 @@ fn a_root_the_sandbox_cannot_reach_is_refused_with_the_reason() {
         "{err}"
     );
 }
+
+#[test]
+fn net_namespace_is_the_sandboxes_own_not_the_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = rootfs(dir.path());
+    support::compile_c(&root, "spin", "int main(void){for(;;){}}", &["-static"]);
+    let mut child = NamespaceSandbox
+        .start(&spec(dir.path(), &root, None, &["/spin"]))
+        .unwrap();
+    let ns = child.net_namespace().unwrap();
+    let theirs = std::fs::read_link(&ns).unwrap();
+    let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_ne!(
+        theirs,
+        ours,
+        "{} is the host's network namespace",
+        ns.display()
+    );
+    assert!(theirs.to_string_lossy().starts_with("net:["), "{theirs:?}");
+    // The sandboxed command itself (PID 1 inside) is in that namespace.
+    let outer = child.pid();
+    let b = std::fs::read_to_string(format!("/proc/{outer}/task/{outer}/children")).unwrap();
+    let b = b.split_whitespace().next().unwrap().to_string();
+    let c = std::fs::read_to_string(format!("/proc/{b}/task/{b}/children")).unwrap();
+    let c = c.split_whitespace().next().unwrap().to_string();
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{c}/ns/net")).unwrap(),
+        theirs
+    );
+    child.kill().unwrap();
+}

@@ -246,6 +246,7 @@ mod tests {
             go_live: None,
             created_at: 0,
             deltas: vec![],
+            halted: None,
         }
     }
 

@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod alerts;
 pub mod auth;
 pub mod body;
 pub mod config;
@@ -149,6 +150,14 @@ pub fn router(state: AppState) -> Router {
             .route(
                 "/api/v1/devices/{id}/delta-failures",
                 get(management::device_delta_failures),
+            )
+            .route(
+                "/api/v1/alerts",
+                post(alerts::post_alert).get(alerts::list_alerts),
+            )
+            .route(
+                "/api/v1/releases/{component}/{version}/resume",
+                post(alerts::resume),
             );
     }
     if role.serves_files() {

@@ -130,7 +130,7 @@ pub async fn set_group_settings(
 }
 
 /// Parses `limit=N` (the only query parameter of report listings).
-fn parse_limit(query: Option<&str>) -> AppResult<u32> {
+pub(crate) fn parse_limit(query: Option<&str>) -> AppResult<u32> {
     let mut limit = DEFAULT_REPORT_LIMIT;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {

@@ -106,6 +106,7 @@ pub async fn upload(
         go_live,
         created_at: now_ms(),
         deltas: Vec::new(),
+        halted: None,
     };
     let key = artifact_key(&record);
     state
@@ -261,6 +262,7 @@ mod tests {
             go_live: None,
             created_at: 0,
             deltas: vec![],
+            halted: None,
         };
         assert_eq!(r.target_name, "main/1.2.0.ferry");
         assert_eq!(artifact_key(&r), "main/ab.1.2.0.ferry");

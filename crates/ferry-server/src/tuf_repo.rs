@@ -305,6 +305,7 @@ mod tests {
             go_live: None,
             created_at: 0,
             deltas: vec![],
+            halted: None,
         };
         a.publish(&[release("1.0.0")]).await.unwrap();
         let from_b = b.file("timestamp.json").await.unwrap().unwrap();
@@ -350,6 +351,7 @@ mod tests {
             go_live: None,
             created_at: 0,
             deltas: vec![delta],
+            halted: None,
         };
         let targets = targets_of(&[release]);
         assert_eq!(targets.keys().collect::<Vec<_>>(), ["main/1.0.0_1.1.0.delta", "main/1.1.0.ferry"]);

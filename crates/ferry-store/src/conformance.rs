@@ -7,7 +7,7 @@
 use crate::{ArtifactStore, Registry, StoreError};
 use bytes::Bytes;
 use ferry_core::api::{
-    BackupRecord, DeltaFailureRecord, DeltaRecord, DeviceRecord, FileMismatch, Outcome, ReleaseRecord, UpgradeReport,
+    AlertEvidence, AlertFinding, ArchivedAlert, BackupRecord, SecurityAlert, DeltaFailureRecord, DeltaRecord, DeviceRecord, FileMismatch, Outcome, ReleaseRecord, UpgradeReport,
 };
 use ferry_core::{Component, DeviceId, Version};
 use futures::FutureExt;
@@ -75,6 +75,8 @@ pub async fn registry_on(backend: &str, r: &dyn Registry) {
     check(s, backend, "deltas_read_back_with_their_release_and_replace_the_same_base", deltas(r)).await;
     check(s, backend, "delta_to_an_unknown_release_is_not_found", delta_unknown(r)).await;
     check(s, backend, "delta_failures_are_kept_per_device_and_component_until_cleared", delta_failures(r)).await;
+    check(s, backend, "alerts_are_archived_halt_their_release_until_resumed", alerts(r)).await;
+    check(s, backend, "alert_about_an_unknown_release_is_not_found_and_not_archived", alert_unknown(r)).await;
     check(s, backend, "reports_round_trip_newest_first_with_device_filter_and_limit", reports_order(r)).await;
     check(s, backend, "concurrent_reports_are_all_archived_with_distinct_ids", reports_concurrent(r)).await;
     check(s, backend, "backups_replace_same_key_and_list_newest_first", backups(r)).await;
@@ -245,6 +247,7 @@ fn release(component: Component, version: &str, created_at: u64) -> ReleaseRecor
         go_live: Some(created_at + 60_000),
         created_at,
         deltas: Vec::new(),
+        halted: None,
     }
 }
 
@@ -444,6 +447,70 @@ async fn delta_failures(r: &dyn Registry) {
     assert!(!ok(r.clear_delta_failure(&dev("rooted"), Component::Main).await, "clear rooted main again"), "nothing left to clear");
     assert_eq!(ok(r.delta_failures(&dev("rooted")).await, "failures of rooted"), vec![agent]);
     assert_eq!(ok(r.delta_failures(&dev("other")).await, "failures of other"), vec![other], "other devices keep theirs");
+}
+
+fn alert(device: &str, component: Component, version: &str, rule: &str) -> SecurityAlert {
+    SecurityAlert {
+        device_id: dev(device),
+        component,
+        version: ver(version),
+        stage: "mirror".into(),
+        findings: vec![AlertFinding {
+            severity: "critical".into(),
+            rule: rule.into(),
+            location: "GET /items/3".into(),
+            message: "candidate answered \"evil\" where production answered \"item-3\"".into(),
+        }],
+        evidence: vec![AlertEvidence { kind: "response_mismatch".into(), detail: "body.name: \"item-3\" vs \"evil\"".into() }],
+        detected_at: 42,
+    }
+}
+
+async fn alerts(r: &dyn Registry) {
+    let v = ver("1.2.0");
+    let before = ok(r.release(Component::Main, &v).await, "release main 1.2.0").expect("main 1.2.0 stored");
+    assert_eq!(before.halted, None, "a new release is not halted");
+    assert!(ok(r.alerts(10).await, "alerts").is_empty(), "no alerts at first");
+    let first = alert("dev-a", Component::Main, "1.2.0", "mirror/mismatch");
+    let id1 = ok(r.add_alert(&first, "first message", 7_000).await, "alert about main 1.2.0");
+    let halted = ok(r.release(Component::Main, &v).await, "release main 1.2.0").expect("main 1.2.0 stored");
+    assert_eq!(halted.halted, Some(ferry_core::api::ReleaseHalt { alert_id: id1, since: 7_000 }));
+    let listed = ok(r.releases().await, "releases");
+    let find = |c: Component| listed.iter().find(|x| x.component == c && x.version == v).expect("listed");
+    assert_eq!(find(Component::Main).halted, halted.halted, "releases() carries the halt");
+    assert_eq!(find(Component::Agent).halted, None, "agent 1.2.0 is not halted by an alert about main 1.2.0");
+    // A second alert is archived; the release keeps its first halt.
+    let mut second = alert("dev-b", Component::Main, "1.2.0", "sandbox/outbound-connection");
+    second.evidence.clear();
+    let id2 = ok(r.add_alert(&second, "second message", 8_000).await, "second alert");
+    assert!(id2 > id1, "ids grow: {id1} then {id2}");
+    let got = ok(r.release(Component::Main, &v).await, "release main 1.2.0").expect("stored");
+    assert_eq!(got.halted.map(|h| h.alert_id), Some(id1));
+    let archived = ok(r.alerts(10).await, "alerts");
+    assert_eq!(
+        archived,
+        vec![
+            ArchivedAlert { id: id2, received_at: 8_000, alert: second, message: "second message".into() },
+            ArchivedAlert { id: id1, received_at: 7_000, alert: first, message: "first message".into() },
+        ],
+        "alerts read back as sent, newest first"
+    );
+    assert_eq!(ok(r.alerts(1).await, "alerts limit 1").len(), 1);
+    // Resuming lifts the halt once; the alerts stay archived.
+    assert!(ok(r.resume_release(Component::Main, &v).await, "resume main 1.2.0"), "it was halted");
+    assert!(!ok(r.resume_release(Component::Main, &v).await, "resume again"), "nothing left to resume");
+    let resumed = ok(r.release(Component::Main, &v).await, "release main 1.2.0").expect("stored");
+    assert_eq!(resumed.halted, None);
+    assert_eq!(ok(r.alerts(10).await, "alerts").len(), 2);
+    let res = r.resume_release(Component::Main, &ver("9.9.9")).await;
+    assert!(matches!(res, Err(StoreError::NotFound(_))), "resuming an unknown release gave {res:?}");
+}
+
+async fn alert_unknown(r: &dyn Registry) {
+    let before = ok(r.alerts(100).await, "alerts").len();
+    let res = r.add_alert(&alert("dev-a", Component::Main, "9.9.9", "x"), "m", 1).await;
+    assert!(matches!(res, Err(StoreError::NotFound(_))), "alert about main 9.9.9 gave {res:?}");
+    assert_eq!(ok(r.alerts(100).await, "alerts").len(), before, "nothing archived");
 }
 
 fn report(device: &str, reason: &str) -> UpgradeReport {

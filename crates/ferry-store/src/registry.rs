@@ -2,7 +2,7 @@
 
 use crate::StoreError;
 use ferry_core::api::{
-    ArchivedReport, BackupRecord, DeltaFailureRecord, DeltaRecord, DeviceRecord, ReleaseRecord, UpgradeReport,
+    ArchivedAlert, ArchivedReport, SecurityAlert, BackupRecord, DeltaFailureRecord, DeltaRecord, DeviceRecord, ReleaseRecord, UpgradeReport,
 };
 use ferry_core::{Component, DeviceId, Version};
 
@@ -52,6 +52,14 @@ pub trait Registry: Send + Sync {
     async fn delta_failures(&self, device: &DeviceId) -> Result<Vec<DeltaFailureRecord>, StoreError>;
     /// Deletes a device's delta-failure record for `component`; returns whether one existed.
     async fn clear_delta_failure(&self, device: &DeviceId, component: Component) -> Result<bool, StoreError>;
+    /// Archives a security alert (with the operator `message`) and, in the same transaction,
+    /// halts the rollout of its release; a release already halted keeps its first halt.
+    /// Returns the alert's id. `NotFound` (nothing archived) if no such release.
+    async fn add_alert(&self, alert: &SecurityAlert, message: &str, now: u64) -> Result<i64, StoreError>;
+    /// Security alerts, newest first; at most `limit`.
+    async fn alerts(&self, limit: u32) -> Result<Vec<ArchivedAlert>, StoreError>;
+    /// Lifts a release's halt; returns whether it was halted. `NotFound` if no such release.
+    async fn resume_release(&self, component: Component, version: &Version) -> Result<bool, StoreError>;
     /// Stores TUF metadata files (name → bytes) in one transaction, replacing same-named ones.
     async fn put_metadata(&self, files: &[(String, Vec<u8>)]) -> Result<(), StoreError>;
     /// One TUF metadata file.

@@ -16,12 +16,14 @@ type Embedded = (i64, &'static str, &'static str);
 pub(crate) const SQLITE_MIGRATIONS: &[Embedded] = &[
     (1, "initial", include_str!("../migrations/sqlite/0001_initial.sql")),
     (2, "deltas", include_str!("../migrations/sqlite/0002_deltas.sql")),
+    (3, "alerts", include_str!("../migrations/sqlite/0003_alerts.sql")),
 ];
 
 /// PostgreSQL migrations, embedded at compile time (`migrations/postgres/`).
 pub(crate) const POSTGRES_MIGRATIONS: &[Embedded] = &[
     (1, "initial", include_str!("../migrations/postgres/0001_initial.sql")),
     (2, "deltas", include_str!("../migrations/postgres/0002_deltas.sql")),
+    (3, "alerts", include_str!("../migrations/postgres/0003_alerts.sql")),
 ];
 
 /// A sqlx migrator over embedded migrations (independent of the working directory).
@@ -178,6 +180,75 @@ macro_rules! sql_registry {
                     go_live: go_live.map(|t| crate::sql::to_u64(b, t, &format!("{what} go_live"))).transpose()?,
                     created_at: crate::sql::to_u64(b, row.try_get("created_at").map_err(get)?, &format!("{what} created_at"))?,
                     deltas: Vec::new(),
+                    halted: None,
+                })
+            }
+
+            /// Halts of one release, or of every release when `release` is `None`, keyed by
+            /// (component, version) text.
+            async fn halts_of(
+                &self,
+                release: Option<(&str, &str)>,
+            ) -> Result<std::collections::HashMap<(String, String), ferry_core::api::ReleaseHalt>, StoreError> {
+                use sqlx::Row;
+                let b = Self::BACKEND;
+                let rows = match release {
+                    Some((component, version)) => sqlx::query(
+                        "SELECT component, version, alert_id, since FROM release_halts \
+                         WHERE component = $1 AND version = $2",
+                    )
+                    .bind(component)
+                    .bind(version)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| crate::sql::db_err(b, &format!("read halt of release {component} {version}"), e))?,
+                    None => sqlx::query("SELECT component, version, alert_id, since FROM release_halts")
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(|e| crate::sql::db_err(b, "list release halts", e))?,
+                };
+                let mut out = std::collections::HashMap::new();
+                for row in &rows {
+                    let get = |e: sqlx::Error| crate::sql::db_err(b, "decode release halt row", e);
+                    let component: String = row.try_get("component").map_err(get)?;
+                    let version: String = row.try_get("version").map_err(get)?;
+                    let since: i64 = row.try_get("since").map_err(get)?;
+                    let halt = ferry_core::api::ReleaseHalt {
+                        alert_id: row.try_get("alert_id").map_err(get)?,
+                        since: crate::sql::to_u64(b, since, &format!("halt of release {component} {version}"))?,
+                    };
+                    out.insert((component, version), halt);
+                }
+                Ok(out)
+            }
+
+            fn alert_from_row(row: &<$db as sqlx::Database>::Row) -> Result<ferry_core::api::ArchivedAlert, StoreError> {
+                use sqlx::Row;
+                let b = Self::BACKEND;
+                let get = |e: sqlx::Error| crate::sql::db_err(b, "decode alert row", e);
+                let id: i64 = row.try_get("id").map_err(get)?;
+                let what = format!("alert {id}");
+                let device: String = row.try_get("device_id").map_err(get)?;
+                let component: String = row.try_get("component").map_err(get)?;
+                let version: String = row.try_get("version").map_err(get)?;
+                let findings: String = row.try_get("findings").map_err(get)?;
+                let evidence: String = row.try_get("evidence").map_err(get)?;
+                let corrupt = |field: &str, e: serde_json::Error| {
+                    StoreError::Corrupt(format!("{b} registry: {what}: {field} are not valid JSON: {e}"))
+                };
+                Ok(ferry_core::api::ArchivedAlert {
+                    id,
+                    received_at: crate::sql::to_u64(b, row.try_get("received_at").map_err(get)?, &format!("{what} received_at"))?,
+                    alert: ferry_core::api::SecurityAlert {
+                        device_id: crate::sql::parse_device(b, &device, &what)?,
+                        component: crate::sql::parse_component(b, &component, &what)?,
+                        version: crate::sql::parse_version(b, &version, &what)?,
+                        stage: row.try_get("stage").map_err(get)?,
+                        findings: serde_json::from_str(&findings).map_err(|e| corrupt("findings", e))?,
+                        evidence: serde_json::from_str(&evidence).map_err(|e| corrupt("evidence", e))?,
+                        detected_at: crate::sql::to_u64(b, row.try_get("detected_at").map_err(get)?, &format!("{what} detected_at"))?,
+                    },
+                    message: row.try_get("message").map_err(get)?,
                 })
             }
 
@@ -546,6 +617,11 @@ macro_rules! sql_registry {
                         release.blacklist = list;
                     }
                 }
+                let mut halts = self.halts_of(None).await?;
+                for release in &mut releases {
+                    let key = (release.component.as_str().to_string(), release.version.to_string());
+                    release.halted = halts.remove(&key);
+                }
                 for delta in self.deltas_of(None).await? {
                     if let Some(release) = releases
                         .iter_mut()
@@ -577,6 +653,11 @@ macro_rules! sql_registry {
                 let mut release = Self::release_from_row(&row)?;
                 release.blacklist = self.blacklist_of(component.as_str(), &version_text).await?;
                 release.deltas = self.deltas_of(Some((component.as_str(), &version_text))).await?;
+                release.halted = self
+                    .halts_of(Some((component.as_str(), &version_text)))
+                    .await?
+                    .into_values()
+                    .next();
                 Ok(Some(release))
             }
 
@@ -798,6 +879,102 @@ macro_rules! sql_registry {
                             e,
                         )
                     })?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn add_alert(
+                &self,
+                alert: &ferry_core::api::SecurityAlert,
+                message: &str,
+                now: u64,
+            ) -> Result<i64, StoreError> {
+                use sqlx::Row;
+                let b = Self::BACKEND;
+                let version_text = alert.version.to_string();
+                let release = format!("release {} {}", alert.component, alert.version);
+                let what = format!("security alert of device '{}' about {release}", alert.device_id);
+                let encode = |field: &str, e: serde_json::Error| StoreError::Config(format!("{what}: {field} cannot be encoded: {e}"));
+                let findings = serde_json::to_string(&alert.findings).map_err(|e| encode("findings", e))?;
+                let evidence = serde_json::to_string(&alert.evidence).map_err(|e| encode("evidence", e))?;
+                let mut tx = self.begin().await?;
+                let exists = sqlx::query("SELECT 1 AS one FROM releases WHERE component = $1 AND version = $2")
+                    .bind(alert.component.as_str())
+                    .bind(&version_text)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| crate::sql::db_err(b, &format!("find {release}"), e))?;
+                if exists.is_none() {
+                    return Err(StoreError::NotFound(format!("{release} in the {b} registry")));
+                }
+                let row = sqlx::query(
+                    "INSERT INTO alerts (received_at, device_id, component, version, stage, findings, evidence, \
+                     detected_at, message) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                )
+                .bind(crate::sql::to_i64(now, "alert receipt time")?)
+                .bind(alert.device_id.as_str())
+                .bind(alert.component.as_str())
+                .bind(&version_text)
+                .bind(&alert.stage)
+                .bind(findings)
+                .bind(evidence)
+                .bind(crate::sql::to_i64(alert.detected_at, &format!("{what} detected_at"))?)
+                .bind(message)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| crate::sql::db_err(b, &format!("archive {what}"), e))?;
+                let id: i64 = row.try_get("id").map_err(|e| crate::sql::db_err(b, "decode new alert id", e))?;
+                sqlx::query(
+                    "INSERT INTO release_halts (component, version, alert_id, since) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (component, version) DO NOTHING",
+                )
+                .bind(alert.component.as_str())
+                .bind(&version_text)
+                .bind(id)
+                .bind(crate::sql::to_i64(now, "halt time")?)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| crate::sql::db_err(b, &format!("halt the rollout of {release}"), e))?;
+                tx.commit().await.map_err(|e| crate::sql::db_err(b, &format!("commit {what}"), e))?;
+                Ok(id)
+            }
+
+            async fn alerts(&self, limit: u32) -> Result<Vec<ferry_core::api::ArchivedAlert>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, received_at, device_id, component, version, stage, findings, evidence, detected_at, \
+                     message FROM alerts ORDER BY received_at DESC, id DESC LIMIT $1",
+                )
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| crate::sql::db_err(Self::BACKEND, "list security alerts", e))?;
+                rows.iter().map(Self::alert_from_row).collect()
+            }
+
+            async fn resume_release(
+                &self,
+                component: ferry_core::Component,
+                version: &ferry_core::Version,
+            ) -> Result<bool, StoreError> {
+                let b = Self::BACKEND;
+                let version_text = version.to_string();
+                let release = format!("release {component} {version}");
+                let mut tx = self.begin().await?;
+                let exists = sqlx::query("SELECT 1 AS one FROM releases WHERE component = $1 AND version = $2")
+                    .bind(component.as_str())
+                    .bind(&version_text)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| crate::sql::db_err(b, &format!("find {release}"), e))?;
+                if exists.is_none() {
+                    return Err(StoreError::NotFound(format!("{release} in the {b} registry")));
+                }
+                let done = sqlx::query("DELETE FROM release_halts WHERE component = $1 AND version = $2")
+                    .bind(component.as_str())
+                    .bind(&version_text)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| crate::sql::db_err(b, &format!("resume {release}"), e))?;
+                tx.commit().await.map_err(|e| crate::sql::db_err(b, &format!("commit resuming {release}"), e))?;
                 Ok(done.rows_affected() > 0)
             }
 

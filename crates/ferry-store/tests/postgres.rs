@@ -49,6 +49,7 @@ async fn several_server_instances_share_one_database() {
         go_live: None,
         created_at: 1,
         deltas: vec![],
+        halted: None,
     };
     // The same release put by every instance at once: one wins, the others see Conflict.
     let puts = join_all(instances.iter().map(|r| r.put_release(&release))).await;

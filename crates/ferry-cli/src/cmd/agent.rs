@@ -8,7 +8,7 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Exit code of `--once` when an update failed (the device rolled back or never switched).
+/// Exit code of `--once` when an update failed and the device stayed on (or rolled back to) its old version.
 const EXIT_UPDATE_FAILED: u8 = 3;
 
 /// Options of `ferry agent`.
@@ -117,7 +117,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 if !json {
                     print!("{summary}");
                 }
-                let failed = summary.attempts.iter().any(|a| a.outcome == AttemptOutcome::Failure);
+                // Exit 3 when a component's last attempt of this run failed (it did not end on the
+                // offered version); a refused delta followed by a good full install is a success.
+                let failed = [Component::Agent, Component::Main].into_iter().any(|c| {
+                    summary.attempts.iter().rev().find(|a| a.component == c && a.outcome != AttemptOutcome::Skipped).is_some_and(|a| a.outcome == AttemptOutcome::Failure)
+                });
                 Ok(if failed { ExitCode::from(EXIT_UPDATE_FAILED) } else { ExitCode::SUCCESS })
             }
             None => {

@@ -22,7 +22,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         work_dir: args.keep,
         progress: !args.no_progress,
     };
-    println!("Ferry quickstart: query server + file service on loopback (SQLite, local files), signed releases, 6 devices as real agent processes.");
+    println!("Ferry quickstart: query server + file service on loopback (SQLite, local files), signed releases, 7 devices as real agent processes, two release rounds.");
     let summary = super::runtime()?.block_on(ferry_quickstart::run(opts))?;
     println!();
     print!("{summary}");

@@ -30,6 +30,8 @@ pub struct DemoBinaries {
     pub v2: PathBuf,
     /// Version 2 whose helper faults.
     pub v2_faulty_helper: PathBuf,
+    /// Version 2 without the helper (the main loop is moved by restarting it at its entry).
+    pub v2_no_helper: PathBuf,
     /// Version 1 built with a different define: same code paths, another build id.
     pub v1_other_build: PathBuf,
 }
@@ -68,6 +70,7 @@ pub fn build_demo(dir: &Path) -> Result<DemoBinaries> {
         v1: compile(dir, "v1", SERVER_V1_C, &[])?,
         v2: compile(dir, "v2", SERVER_V2_C, &[])?,
         v2_faulty_helper: compile(dir, "v2-faulty", SERVER_V2_C, &["-DFERRY_FAULTY_HELPER"])?,
+        v2_no_helper: compile(dir, "v2-no-helper", SERVER_V2_C, &["-DFERRY_NO_HELPER"])?,
         v1_other_build: compile(dir, "v1-other", SERVER_V1_C, &["-DFERRY_OTHER_BUILD=1"])?,
     })
 }

@@ -41,6 +41,14 @@ pub struct DemoReport {
     pub apply_pauses: Vec<Duration>,
     /// Stop-the-world pause of each rollback.
     pub rollback_pauses: Vec<Duration>,
+    /// All stop-the-world windows of each apply summed, failed attempts included.
+    pub apply_pauses_total: Vec<Duration>,
+    /// All stop-the-world windows of each rollback summed, failed attempts included.
+    pub rollback_pauses_total: Vec<Duration>,
+    /// How long the moved thread (the main loop) was held at its safe point, per apply.
+    pub apply_mover_pauses: Vec<Duration>,
+    /// How long the moved thread was held at its safe point, per rollback.
+    pub rollback_mover_pauses: Vec<Duration>,
     /// Client requests answered.
     pub requests_ok: u64,
     /// Client requests that failed.
@@ -76,6 +84,22 @@ impl fmt::Display for DemoReport {
             pct(&self.rollback_pauses, 0.5),
             pct(&self.rollback_pauses, 0.99),
             self.rollback_pauses.len()
+        )?;
+        writeln!(
+            f,
+            "all stop-the-world windows summed (failed attempts included): apply p50 {:>8.1?} p99 {:>8.1?}; rollback p50 {:>8.1?} p99 {:>8.1?}",
+            pct(&self.apply_pauses_total, 0.5),
+            pct(&self.apply_pauses_total, 0.99),
+            pct(&self.rollback_pauses_total, 0.5),
+            pct(&self.rollback_pauses_total, 0.99)
+        )?;
+        writeln!(
+            f,
+            "moved thread held at its safe point (others running, then the pause): apply p50 {:>8.1?} p99 {:>8.1?}; rollback p50 {:>8.1?} p99 {:>8.1?}",
+            pct(&self.apply_mover_pauses, 0.5),
+            pct(&self.apply_mover_pauses, 0.99),
+            pct(&self.rollback_mover_pauses, 0.5),
+            pct(&self.rollback_mover_pauses, 0.99)
         )?;
         let rate = self.requests_ok as f64 / self.load_time.as_secs_f64().max(1e-9);
         write!(
@@ -158,9 +182,15 @@ pub fn run(opts: &DemoOptions) -> Result<DemoReport> {
         match apply(pid, &bundle, &ApplyOptions::default()) {
             Ok(rep) => {
                 r.apply_pauses.push(rep.pause);
+                r.apply_pauses_total.push(rep.pause_total);
+                r.apply_mover_pauses.push(rep.mover_pause);
                 std::thread::sleep(Duration::from_millis(10));
                 match rollback(pid, &rep.checkpoint, &RollbackOptions::default()) {
-                    Ok(rb) => r.rollback_pauses.push(rb.pause),
+                    Ok(rb) => {
+                        r.rollback_pauses.push(rb.pause);
+                        r.rollback_pauses_total.push(rb.pause_total);
+                        r.rollback_mover_pauses.push(rb.mover_pause);
+                    }
                     Err(e) => {
                         cycle_err = Some(e);
                         break;

@@ -25,7 +25,7 @@ pub const ID_COUNT: u32 = 65_536;
 pub use namespace::NamespaceSandbox;
 
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Output};
 use std::time::{Duration, Instant};
 
@@ -104,16 +104,42 @@ pub struct SandboxChild {
 }
 
 impl SandboxChild {
-    /// Host PID of the sandbox's supervisor process (its namespaces are the sandbox's, except
-    /// the PID namespace, whose first process is its child): `/proc/<pid>/ns/net` is the
-    /// sandbox's network namespace.
+    /// Host PID of the process started for the sandbox (still in the host's namespaces; it
+    /// forks the process that enters the new namespaces and supervises PID 1 of the new PID
+    /// namespace).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
 
-    /// Path of the sandbox's network namespace, for a proxy to enter with `setns`.
-    pub fn net_namespace(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/ns/net", self.pid()))
+    /// Path of the sandbox's network namespace (`/proc/PID/ns/net` of the process that entered
+    /// the new namespaces), for a proxy to connect into with `setns`. Waits up to two seconds
+    /// for that process to have entered its namespaces; never answers with the host's
+    /// namespace.
+    pub fn net_namespace(&self) -> Result<PathBuf, SandboxError> {
+        let outer = self.pid();
+        let host =
+            std::fs::read_link(format!("/proc/{outer}/ns/net")).map_err(SandboxError::io(
+                Path::new(&format!("/proc/{outer}/ns/net")),
+                "read the sandbox's starting namespace",
+            ))?;
+        let children = PathBuf::from(format!("/proc/{outer}/task/{outer}/children"));
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let list = std::fs::read_to_string(&children)
+                .map_err(SandboxError::io(&children, "list the sandbox's processes"))?;
+            for pid in list.split_whitespace() {
+                let ns = PathBuf::from(format!("/proc/{pid}/ns/net"));
+                if std::fs::read_link(&ns).is_ok_and(|link| link != host) {
+                    return Ok(ns);
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(SandboxError::BadSpec(format!(
+                    "the sandbox (pid {outer}) did not enter a network namespace of its own within 2 s"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Waits up to `timeout` for the command to end and returns its status and output; kills
@@ -132,6 +158,28 @@ impl SandboxChild {
                 }
                 None => std::thread::sleep(Duration::from_millis(5)),
             }
+        }
+    }
+
+    /// Whether the sandbox's command has ended (without waiting).
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, SandboxError> {
+        match self.child.as_mut() {
+            Some(child) => child.try_wait().map_err(SandboxError::wait),
+            None => Ok(None),
+        }
+    }
+
+    /// Takes the command's standard output and error pipes, for a caller that keeps the
+    /// sandbox running and must drain them (a service writing to a full pipe would stall).
+    pub fn take_stdio(
+        &mut self,
+    ) -> (
+        Option<std::process::ChildStdout>,
+        Option<std::process::ChildStderr>,
+    ) {
+        match self.child.as_mut() {
+            Some(child) => (child.stdout.take(), child.stderr.take()),
+            None => (None, None),
         }
     }
 

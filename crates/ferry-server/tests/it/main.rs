@@ -1,5 +1,6 @@
 //! Integration tests: in-process servers on 127.0.0.1:0 driven over HTTP with reqwest.
 
+mod alerts;
 mod bad_input;
 mod common;
 mod deltas;
