@@ -2,7 +2,7 @@
 
 use super::backend::{BufferedRequest, BufferedResponse, UpstreamError, end_to_end};
 use super::compare::{self, Sample};
-use super::{Backend, MirrorConfig, MirrorError, MirrorTarget, ProxyControl, Shared};
+use super::{Backend, Listening, MirrorConfig, MirrorError, MirrorTarget, ProxyControl, Shared};
 use super::{Mismatch, Routed};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -15,21 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 /// An HTTP proxy in front of a production service (see the module documentation).
 /// Dropping it stops accepting connections.
 #[derive(Debug)]
 pub struct HttpMirrorProxy {
-    addr: SocketAddr,
-    control: ProxyControl,
-    accept: JoinHandle<()>,
-}
-
-impl Drop for HttpMirrorProxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
+    inner: Listening,
 }
 
 impl HttpMirrorProxy {
@@ -39,33 +30,18 @@ impl HttpMirrorProxy {
         production: Backend,
         config: MirrorConfig,
     ) -> Result<HttpMirrorProxy, MirrorError> {
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| MirrorError::Bind {
-                addr: listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| MirrorError::Bind {
-            addr: listen,
-            source,
-        })?;
-        let shared = Arc::new(Shared::new(production, config));
-        let accept = tokio::spawn(accept_loop(listener, shared.clone()));
-        Ok(HttpMirrorProxy {
-            addr,
-            control: ProxyControl { shared },
-            accept,
-        })
+        let inner = Listening::start(listen, production, config, accept_loop).await?;
+        Ok(HttpMirrorProxy { inner })
     }
 
     /// The address clients connect to.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.inner.addr
     }
 
     /// The proxy's controls.
     pub fn control(&self) -> ProxyControl {
-        self.control.clone()
+        self.inner.control.clone()
     }
 }
 

@@ -198,6 +198,42 @@ pub(crate) struct MirrorTarget {
     pub until: Instant,
 }
 
+/// A bound front end: its address, its controls and its accept task (stopped on drop). Both
+/// proxies are this with their own accept loop.
+#[derive(Debug)]
+pub(crate) struct Listening {
+    pub addr: std::net::SocketAddr,
+    pub control: ProxyControl,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+impl Listening {
+    /// Binds `listen` and runs `accept_loop` over it with fresh shared state for `production`.
+    pub async fn start<F, Fut>(
+        listen: std::net::SocketAddr,
+        production: Backend,
+        config: MirrorConfig,
+        accept_loop: F,
+    ) -> Result<Listening, MirrorError>
+    where
+        F: FnOnce(tokio::net::TcpListener, Arc<Shared>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let bind_err = |source| MirrorError::Bind { addr: listen, source };
+        let listener = tokio::net::TcpListener::bind(listen).await.map_err(bind_err)?;
+        let addr = listener.local_addr().map_err(bind_err)?;
+        let shared = Arc::new(Shared::new(production, config));
+        let accept = tokio::spawn(accept_loop(listener, shared.clone()));
+        Ok(Listening { addr, control: ProxyControl { shared }, accept })
+    }
+}
+
 /// State shared by the front end, its connections and [`ProxyControl`].
 #[derive(Debug)]
 pub(crate) struct Shared {

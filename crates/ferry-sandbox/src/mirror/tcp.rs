@@ -4,7 +4,7 @@
 //! with production's.
 
 use super::compare;
-use super::{Backend, MirrorConfig, MirrorError, Mismatch, ProxyControl, Shared, Upstream};
+use super::{Backend, Listening, MirrorConfig, MirrorError, Mismatch, ProxyControl, Shared, Upstream};
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,15 +18,7 @@ use tokio::task::JoinHandle;
 /// A raw TCP proxy in front of a production service. Dropping it stops accepting connections.
 #[derive(Debug)]
 pub struct TcpMirrorProxy {
-    addr: SocketAddr,
-    control: ProxyControl,
-    accept: JoinHandle<()>,
-}
-
-impl Drop for TcpMirrorProxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
+    inner: Listening,
 }
 
 impl TcpMirrorProxy {
@@ -36,33 +28,18 @@ impl TcpMirrorProxy {
         production: Backend,
         config: MirrorConfig,
     ) -> Result<TcpMirrorProxy, MirrorError> {
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| MirrorError::Bind {
-                addr: listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| MirrorError::Bind {
-            addr: listen,
-            source,
-        })?;
-        let shared = Arc::new(Shared::new(production, config));
-        let accept = tokio::spawn(accept_loop(listener, shared.clone()));
-        Ok(TcpMirrorProxy {
-            addr,
-            control: ProxyControl { shared },
-            accept,
-        })
+        let inner = Listening::start(listen, production, config, accept_loop).await?;
+        Ok(TcpMirrorProxy { inner })
     }
 
     /// The address clients connect to.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.inner.addr
     }
 
     /// The proxy's controls.
     pub fn control(&self) -> ProxyControl {
-        self.control.clone()
+        self.inner.control.clone()
     }
 }
 
