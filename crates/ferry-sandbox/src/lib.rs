@@ -17,9 +17,11 @@
 //!   request.
 //! - [`preflight`]: gate, sandbox and mirror tied into a verdict: safe (switchover plan) or
 //!   unsafe (security alert for the server).
+//! - [`demo`]: `ferry demo preflight`, the whole path for real under client load.
 
 #![deny(missing_docs)]
 
+pub mod demo;
 pub mod envelope;
 pub mod gate;
 pub mod mirror;

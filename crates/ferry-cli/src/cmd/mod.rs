@@ -4,6 +4,7 @@ pub mod agent;
 pub mod artifact;
 pub mod delta;
 pub mod demo;
+pub mod demo_preflight;
 pub mod keygen;
 pub mod patch;
 pub mod quickstart;
