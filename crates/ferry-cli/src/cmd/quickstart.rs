@@ -16,7 +16,7 @@ pub struct Args {
 
 /// Runs the quickstart; exits non-zero if any device ends in the wrong state.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    super::init_tracing("warn");
+    super::init_tracing("error");
     let opts = ferry_quickstart::Options {
         ferry_bin: std::env::current_exe()?,
         work_dir: args.keep,
