@@ -11,6 +11,22 @@ if ! "$PY" -c 'import tuf, moto' 2>/dev/null; then
     || echo "WARNING: pip install failed; interop and S3 tests will skip (or fail under FERRY_REQUIRE_SERVICES=1)"
 fi
 
+# Debian packages the tests drive for real: Chromium + ChromeDriver (dashboard browser test).
+APT_PACKAGES="chromium chromium-driver"
+missing=""
+for pkg in $APT_PACKAGES; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+  echo "installing Debian packages:$missing"
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/tmp/ferry-apt.log 2>&1) \
+      || echo "WARNING: apt-get install failed (see /tmp/ferry-apt.log); tests needing$missing will skip (or fail under FERRY_REQUIRE_SERVICES=1)"
+  else
+    echo "WARNING: not root; install$missing by hand or the tests needing them skip (or fail under FERRY_REQUIRE_SERVICES=1)"
+  fi
+fi
+
 export FERRY_TEST_S3_ENDPOINT=${FERRY_TEST_S3_ENDPOINT:-http://127.0.0.1:9000}
 if ! (exec 3<>/dev/tcp/127.0.0.1/9000) 2>/dev/null; then
   if command -v moto_server >/dev/null 2>&1; then

@@ -90,7 +90,16 @@ pub async fn resume(
     _op: OperatorAuth,
     Path((component, version)): Path<(String, String)>,
 ) -> AppResult<Json<ReleaseRecord>> {
-    let (component, version) = parse_component_version(&component, &version)?;
+    Ok(Json(resume_release(&state, &component, &version).await?))
+}
+
+/// Lifts the halt of release `component` `version` (API and dashboard); answers the release.
+pub(crate) async fn resume_release(
+    state: &AppState,
+    component: &str,
+    version: &str,
+) -> AppResult<ReleaseRecord> {
+    let (component, version) = parse_component_version(component, version)?;
     let missing = || {
         AppError::not_found(format!(
             "no release {component} {version}; list releases with GET /api/v1/releases"
@@ -113,5 +122,5 @@ pub async fn resume(
         .map_err(|e| AppError::store(&format!("reading release {component} {version}"), e))?
         .ok_or_else(missing)?;
     tracing::warn!(%component, %version, was_halted, "release rollout resumed by the operator");
-    Ok(Json(release))
+    Ok(release)
 }

@@ -15,6 +15,7 @@ pub mod alerts;
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod dashboard;
 pub mod deltas;
 pub mod device_api;
 pub mod error;
@@ -158,7 +159,8 @@ pub fn router(state: AppState) -> Router {
             .route(
                 "/api/v1/releases/{component}/{version}/resume",
                 post(alerts::resume),
-            );
+            )
+            .merge(dashboard::routes());
     }
     if role.serves_files() {
         app = app.route("/files/{*path}", get(files::get_file));

@@ -3,6 +3,8 @@
 mod alerts;
 mod bad_input;
 mod common;
+mod dashboard;
+mod dashboard_browser;
 mod deltas;
 mod device_api;
 mod files;
