@@ -7,7 +7,10 @@
 //! prefix (a single-use dictionary) is a few ranges of the old file followed by the previous
 //! chunk's literal bytes: new text usually resembles old text, which zstd then finds.
 
+use std::collections::VecDeque;
 use std::io::{Read, Write};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, channel, sync_channel};
+use std::thread::JoinHandle;
 
 use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
 use zstd::zstd_safe::{CCtx, CParameter, DCtx, DParameter};
@@ -46,11 +49,25 @@ pub struct ChunkData<'a> {
 }
 
 /// Compressor of the streams, producing interleaved chunks.
+///
+/// The literal frames (the slower part: zstd indexes each one's whole prefix) are compressed in
+/// order on a worker thread while this one feeds the framed streams of the next chunks; a chunk
+/// is written once its literal frame is back. Every call must pass the same output.
 pub struct ChunkWriter {
     encoders: [zstd::stream::write::Encoder<'static, Vec<u8>>; FRAMED],
-    literal: StreamParams,
     prev_literal: Vec<u8>,
+    jobs: Option<SyncSender<(Vec<u8>, Vec<u8>)>>,
+    frames: Receiver<std::io::Result<Vec<u8>>>,
+    worker: Option<JoinHandle<()>>,
+    /// Chunks compressed but not written: diff coding, framed fragments, awaits a literal frame.
+    pending: VecDeque<(u8, Vec<Vec<u8>>, bool)>,
+    /// Literal frames asked of the worker and not yet received.
+    outstanding: usize,
 }
+
+/// Literal frames the worker may be behind by before the writer waits for it (each job holds
+/// its prefix: at most 3 MiB).
+const MAX_OUTSTANDING: usize = 4;
 
 fn encoder(p: StreamParams) -> std::io::Result<zstd::stream::write::Encoder<'static, Vec<u8>>> {
     let mut e = zstd::stream::write::Encoder::new(Vec::new(), p.level)?;
@@ -106,6 +123,17 @@ impl ChunkWriter {
     /// A writer: `framed` are the settings of the control, dense diff, sparse runs and sparse
     /// values streams, `literal` those of the per-chunk literal frames.
     pub fn new(framed: [StreamParams; FRAMED], literal: StreamParams) -> std::io::Result<Self> {
+        let (jobs, inbox) = sync_channel::<(Vec<u8>, Vec<u8>)>(MAX_OUTSTANDING);
+        let (done, frames) = channel();
+        let worker = std::thread::Builder::new()
+            .name("ferry-delta-literals".into())
+            .spawn(move || {
+                for (prefix, bytes) in inbox {
+                    if done.send(literal_frame(literal, &prefix, &bytes)).is_err() {
+                        return;
+                    }
+                }
+            })?;
         Ok(ChunkWriter {
             encoders: [
                 encoder(framed[0])?,
@@ -113,9 +141,40 @@ impl ChunkWriter {
                 encoder(framed[2])?,
                 encoder(framed[3])?,
             ],
-            literal,
             prev_literal: Vec::new(),
+            jobs: Some(jobs),
+            frames,
+            worker: Some(worker),
+            pending: VecDeque::new(),
+            outstanding: 0,
         })
+    }
+
+    /// Writes the pending chunks whose literal frames are back; with `wait`, waits for them all.
+    fn drain(&mut self, out: &mut impl Write, wait: bool) -> std::io::Result<()> {
+        while let Some((_, _, needs)) = self.pending.front() {
+            if *needs {
+                let must_wait = wait || self.outstanding > MAX_OUTSTANDING;
+                let frame = if must_wait {
+                    self.frames.recv().map_err(|_| worker_gone())?
+                } else {
+                    match self.frames.try_recv() {
+                        Ok(f) => f,
+                        Err(TryRecvError::Empty) => return Ok(()),
+                        Err(TryRecvError::Disconnected) => return Err(worker_gone()),
+                    }
+                };
+                self.outstanding -= 1;
+                let (mode, mut frags, _) = self.pending.pop_front().expect("front exists");
+                frags.push(frame?);
+                write_chunk(mode, &frags, out)?;
+            } else {
+                let (mode, mut frags, _) = self.pending.pop_front().expect("front exists");
+                frags.push(Vec::new());
+                write_chunk(mode, &frags, out)?;
+            }
+        }
+        Ok(())
     }
 
     /// Compresses one chunk and appends it to `out`.
@@ -147,42 +206,36 @@ impl ChunkWriter {
             prefix.extend_from_slice(data.prefix);
             prefix.extend_from_slice(&self.prev_literal);
         }
-        let params = self.literal;
-        let encoders = &mut self.encoders;
-        // The literal frame (the slower part: zstd indexes its whole prefix) is compressed on a
-        // second thread while this one feeds the framed streams.
-        let (framed, literal_frag) = std::thread::scope(|scope| {
-            let literal = scope.spawn(|| {
-                if data.literal.is_empty() {
-                    Ok(Vec::new())
-                } else {
-                    literal_frame(params, &prefix, data.literal)
-                }
-            });
-            let framed = (|| -> std::io::Result<Vec<Vec<u8>>> {
-                let mut frags = Vec::with_capacity(FRAMED + 1);
-                for (e, part) in encoders.iter_mut().zip(&parts) {
-                    e.write_all(part)?;
-                    e.flush()?;
-                    frags.push(std::mem::take(e.get_mut()));
-                }
-                Ok(frags)
-            })();
-            let literal = literal
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("literal compressor panicked")));
-            (framed, literal)
-        });
-        let mut frags = framed?;
-        frags.push(literal_frag?);
-        if !data.literal.is_empty() {
+        let mut frags = Vec::with_capacity(FRAMED + 1);
+        for (e, part) in self.encoders.iter_mut().zip(&parts) {
+            // Nothing to flush for an empty part (its fragment is empty, which decodes to
+            // nothing). A stream never written is only started by `finish`, which then knows
+            // its size and sizes zstd's tables to it: unused streams cost no table set-up.
+            if !part.is_empty() {
+                e.write_all(part)?;
+                e.flush()?;
+            }
+            frags.push(std::mem::take(e.get_mut()));
+        }
+        let needs = !data.literal.is_empty();
+        if needs {
+            let jobs = self.jobs.as_ref().ok_or_else(worker_gone)?;
+            jobs.send((prefix, data.literal.to_vec()))
+                .map_err(|_| worker_gone())?;
+            self.outstanding += 1;
             self.prev_literal = data.literal.to_vec();
         }
-        write_chunk(mode, &frags, out)
+        self.pending.push_back((mode, frags, needs));
+        self.drain(out, false)
     }
 
     /// Ends the framed streams and writes the last chunk and the end tag.
-    pub fn finish(self, out: &mut impl Write) -> std::io::Result<()> {
+    pub fn finish(mut self, out: &mut impl Write) -> std::io::Result<()> {
+        self.drain(out, true)?;
+        self.jobs = None;
+        if let Some(worker) = self.worker.take() {
+            worker.join().map_err(|_| worker_gone())?;
+        }
         let mut frags = Vec::with_capacity(FRAMED + 1);
         for e in self.encoders {
             frags.push(e.finish()?);
@@ -191,6 +244,10 @@ impl ChunkWriter {
         write_chunk(DIFF_DENSE, &frags, out)?;
         out.write_all(&[TAG_END])
     }
+}
+
+fn worker_gone() -> std::io::Error {
+    std::io::Error::other("the literal compressor thread stopped")
 }
 
 /// One literal frame: `literal` compressed with `prefix` as single-use dictionary.
@@ -205,6 +262,8 @@ fn literal_frame(p: StreamParams, prefix: &[u8], literal: &[u8]) -> std::io::Res
         // A shallow search: zstd inserts every prefix position into its tree, and deeper
         // searches cost far more time than they save bytes here.
         CParameter::SearchLog(4),
+        // btultra2's second pass costs a fifth of the time for a handful of bytes per patch.
+        CParameter::Strategy(zstd::zstd_safe::Strategy::ZSTD_btultra),
         CParameter::ChecksumFlag(false),
     ] {
         cctx.set_parameter(param)

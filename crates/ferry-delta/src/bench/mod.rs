@@ -1,10 +1,13 @@
 //! `ferry delta bench`: Ferry against bsdiff, xdelta3, zstd and HDiffPatch on real pairs.
 //!
-//! Pairs come from the npm registry (see [`pairs::PAIRS`]) and are cached in the directory
-//! given. Ferry's diff runs in-process; every apply (Ferry's included) runs as a process under
-//! GNU `time -v` for its peak RSS. Ferry's apply command is `$FERRY_DELTA_APPLY OLD PATCH OUT`
-//! when that variable is set, `ferry delta apply` when the running program is `ferry`, and else
-//! the `delta_apply` example next to the running program.
+//! Pairs come from the npm registry or a local build (see [`pairs::PAIRS`]) and are cached in the
+//! directory given. Ferry's diff runs in-process; every apply (Ferry's included) runs as a process
+//! under GNU `time -v` for its peak RSS. Ferry's apply command is `$FERRY_DELTA_APPLY OLD PATCH
+//! OUT` when that variable is set, `ferry delta apply` when the running program is `ferry`, and
+//! else the `delta_apply` example next to the running program. Local pairs (the Cortex-M firmware
+//! built by `bench/delta.sh`) are skipped when not in the cache; `FERRY_DELTA_BENCH_PAIRS` (comma-
+//! separated names) limits a run to some pairs, and `FERRY_DELTA_TIMING` makes the differ print the
+//! time of each of its phases.
 
 pub mod pairs;
 pub mod tools;
@@ -30,6 +33,8 @@ pub struct BenchRow {
     pub patch_size: Option<u64>,
     /// Diff wall time in seconds.
     pub diff_secs: f64,
+    /// Diff CPU time (user + system, all threads) in seconds, when measured.
+    pub diff_cpu: Option<f64>,
     /// Apply measurements.
     pub apply: Run,
     /// Why the row is incomplete, or whether the output was wrong.
@@ -50,8 +55,26 @@ pub fn run(cache_dir: &Path) -> Result<BenchReport> {
     let work = tempfile::tempdir_in(cache_dir)
         .map_err(|e| DeltaError::io("creating work dir in", cache_dir, e))?;
     let mut report = BenchReport::default();
+    // FERRY_DELTA_BENCH_PAIRS=name,name limits the run to those pairs.
+    let only: Option<Vec<String>> = std::env::var("FERRY_DELTA_BENCH_PAIRS")
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
     for pair in pairs::PAIRS {
-        let (old, new) = pair.fetch(cache_dir)?;
+        if only
+            .as_ref()
+            .is_some_and(|o| !o.iter().any(|n| n == pair.name))
+        {
+            continue;
+        }
+        let Some((old, new)) = pair.fetch(cache_dir)? else {
+            eprintln!(
+                "skipping {}: not in {} (built by {})",
+                pair.name,
+                cache_dir.display(),
+                pair.file
+            );
+            continue;
+        };
         let new_bytes = std::fs::read(&new).map_err(|e| DeltaError::io("reading", &new, e))?;
         let new_size = new_bytes.len() as u64;
         let s = |p: &Path| p.to_string_lossy().into_owned();
@@ -59,8 +82,12 @@ pub fn run(cache_dir: &Path) -> Result<BenchReport> {
         let patch = work.path().join(format!("{}.ferry", pair.name));
         let out = work.path().join(format!("{}.ferry.out", pair.name));
         let started = Instant::now();
+        let cpu_before = process_cpu_secs();
         let stats = crate::diff_files(&old, &new, &patch, &DiffOptions::default())?;
         let diff_secs = started.elapsed().as_secs_f64();
+        let diff_cpu = process_cpu_secs()
+            .zip(cpu_before)
+            .map(|(after, before)| after - before);
         let mut cmd = apply_cmd.clone();
         cmd.extend([s(&old), s(&patch), s(&out)]);
         report.rows.push(finish_row(
@@ -68,7 +95,7 @@ pub fn run(cache_dir: &Path) -> Result<BenchReport> {
             new_size,
             "ferry",
             Some(stats.patch_size),
-            diff_secs,
+            (diff_secs, diff_cpu),
             run_measured(&cmd),
             &out,
             &new_bytes,
@@ -81,6 +108,7 @@ pub fn run(cache_dir: &Path) -> Result<BenchReport> {
                     tool: tool.name.into(),
                     patch_size: None,
                     diff_secs: 0.0,
+                    diff_cpu: None,
                     apply: Run::default(),
                     note: format!("{} not installed", tool.needs),
                 });
@@ -94,11 +122,18 @@ pub fn run(cache_dir: &Path) -> Result<BenchReport> {
             let diffed = run_measured(&(tool.diff)(&s(&old), &s(&new), &s(&patch)));
             let diff_secs = started.elapsed().as_secs_f64();
             let row = match diffed {
-                Ok(_) => {
+                Ok(run) => {
                     let size = std::fs::metadata(&patch).map(|m| m.len()).ok();
                     let applied = run_measured(&(tool.apply)(&s(&old), &s(&patch), &s(&out)));
                     finish_row(
-                        pair.name, new_size, tool.name, size, diff_secs, applied, &out, &new_bytes,
+                        pair.name,
+                        new_size,
+                        tool.name,
+                        size,
+                        (diff_secs, run.cpu_secs),
+                        applied,
+                        &out,
+                        &new_bytes,
                     )
                 }
                 Err(e) => BenchRow {
@@ -107,6 +142,7 @@ pub fn run(cache_dir: &Path) -> Result<BenchReport> {
                     tool: tool.name.into(),
                     patch_size: None,
                     diff_secs,
+                    diff_cpu: None,
                     apply: Run::default(),
                     note: e,
                 },
@@ -123,7 +159,7 @@ fn finish_row(
     new_size: u64,
     tool: &str,
     patch_size: Option<u64>,
-    diff_secs: f64,
+    (diff_secs, diff_cpu): (f64, Option<f64>),
     applied: std::result::Result<Run, String>,
     out: &Path,
     new: &[u8],
@@ -149,9 +185,20 @@ fn finish_row(
         tool: tool.into(),
         patch_size,
         diff_secs,
+        diff_cpu,
         apply,
         note,
     }
+}
+
+/// CPU time (user + system, all threads) this process has used, from `/proc/self/stat`
+/// (Linux; clock ticks of 1/100 s).
+fn process_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 fn ferry_apply_command() -> Result<Vec<String>> {
@@ -183,8 +230,8 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<14} {:<20} {:>11} {:>8} {:>8} {:>8} {:>10}  note",
-            "pair", "tool", "patch B", "% new", "diff s", "apply s", "apply RSS"
+            "{:<14} {:<20} {:>11} {:>8} {:>8} {:>9} {:>8} {:>10}  note",
+            "pair", "tool", "patch B", "% new", "diff s", "diff cpu", "apply s", "apply RSS"
         )?;
         for r in &self.rows {
             let (size, pct) = match r.patch_size {
@@ -198,10 +245,11 @@ impl fmt::Display for BenchReport {
                 .apply
                 .rss_kb
                 .map_or("-".to_string(), |k| format!("{:.1} MB", k as f64 / 1024.0));
+            let cpu = r.diff_cpu.map_or("-".to_string(), |c| format!("{c:.2}"));
             writeln!(
                 f,
-                "{:<14} {:<20} {:>11} {:>8} {:>8.2} {:>8.2} {:>10}  {}",
-                r.pair, r.tool, size, pct, r.diff_secs, r.apply.secs, rss, r.note
+                "{:<14} {:<20} {:>11} {:>8} {:>8.2} {:>9} {:>8.2} {:>10}  {}",
+                r.pair, r.tool, size, pct, r.diff_secs, cpu, r.apply.secs, rss, r.note
             )?;
         }
         Ok(())

@@ -10,13 +10,13 @@ use crate::error::{DeltaError, Result};
 pub struct Pair {
     /// Short name shown in the table.
     pub name: &'static str,
-    /// npm package name.
+    /// npm package name; empty for a pair built locally into the cache.
     pub package: &'static str,
-    /// Old version.
+    /// Old version (npm), or the old file's path in the cache (local pair).
     pub old_version: &'static str,
-    /// New version.
+    /// New version (npm), or the new file's path in the cache (local pair).
     pub new_version: &'static str,
-    /// File inside the package tarball.
+    /// File inside the package tarball (npm), or what builds the local pair.
     pub file: &'static str,
 }
 
@@ -44,6 +44,20 @@ pub const PAIRS: &[Pair] = &[
         file: "package/bin/esbuild",
     },
     Pair {
+        name: "cortex-m-bin",
+        package: "",
+        old_version: "firmware-1/fw.bin",
+        new_version: "firmware-2/fw.bin",
+        file: "bench/firmware/build.sh (run by bench/delta.sh)",
+    },
+    Pair {
+        name: "cortex-m-elf",
+        package: "",
+        old_version: "firmware-1/fw.elf",
+        new_version: "firmware-2/fw.elf",
+        file: "bench/firmware/build.sh (run by bench/delta.sh)",
+    },
+    Pair {
         name: "typescript-js",
         package: "typescript",
         old_version: "5.8.3",
@@ -54,11 +68,16 @@ pub const PAIRS: &[Pair] = &[
 
 impl Pair {
     /// Fetches (once) both versions into `cache` and returns the paths of the old and new file.
-    pub fn fetch(&self, cache: &Path) -> Result<(PathBuf, PathBuf)> {
-        Ok((
+    /// A local pair is only looked up: `None` when it has not been built.
+    pub fn fetch(&self, cache: &Path) -> Result<Option<(PathBuf, PathBuf)>> {
+        if self.package.is_empty() {
+            let (old, new) = (cache.join(self.old_version), cache.join(self.new_version));
+            return Ok((old.is_file() && new.is_file()).then_some((old, new)));
+        }
+        Ok(Some((
             self.fetch_one(cache, self.old_version)?,
             self.fetch_one(cache, self.new_version)?,
-        ))
+        )))
     }
 
     fn fetch_one(&self, cache: &Path, version: &str) -> Result<PathBuf> {

@@ -11,6 +11,9 @@ pub struct Run {
     pub secs: f64,
     /// Peak resident set size in KiB, when GNU time is available.
     pub rss_kb: Option<u64>,
+    /// CPU time (user + system, all threads) in seconds, when GNU time is available: unlike
+    /// wall time, barely affected by other load on the machine.
+    pub cpu_secs: Option<f64>,
 }
 
 /// Runs `cmd` (program and arguments), under `/usr/bin/time -v` when present.
@@ -45,7 +48,21 @@ pub fn run_measured(cmd: &[String]) -> Result<Run, String> {
             .strip_prefix("Maximum resident set size (kbytes):")
             .and_then(|v| v.trim().parse().ok())
     });
-    Ok(Run { secs, rss_kb })
+    let field = |name: &str| -> Option<f64> {
+        String::from_utf8_lossy(&out.stderr).lines().find_map(|l| {
+            l.trim()
+                .strip_prefix(name)
+                .and_then(|v| v.trim().parse().ok())
+        })
+    };
+    let cpu_secs = field("User time (seconds):")
+        .zip(field("System time (seconds):"))
+        .map(|(u, s)| u + s);
+    Ok(Run {
+        secs,
+        rss_kb,
+        cpu_secs,
+    })
 }
 
 /// Where a program is on PATH.

@@ -12,12 +12,14 @@ pub const PIECE: u64 = 64 * 1024;
 /// Copies shorter than this do not shape the address map.
 pub const MIN_MAP_COPY: usize = 32;
 
-/// The regions (with an empty map) worth normalising in `old`, or `None` when it is not ELF.
+/// The regions (with an empty map) worth normalising in `old` (an ELF file or a raw Cortex-M
+/// image described as one), or `None` when there are none: loaded sections by their content,
+/// and `.symtab`, whose symbol values are pointers (kept only where that helps, as any region).
 pub fn initial_plan(old: &Elf) -> Option<Plan> {
     let mut secs: Vec<_> = old
         .sections
         .iter()
-        .filter(|s| s.alloc && !s.nobits && s.size > 0 && s.addr != 0)
+        .filter(|s| s.size > 0 && (s.alloc && !s.nobits && s.addr != 0 || s.name == ".symtab"))
         .collect();
     secs.sort_by_key(|s| s.offset);
     let mut regions: Vec<Region> = Vec::new();
@@ -28,6 +30,7 @@ pub fn initial_plan(old: &Elf) -> Option<Plan> {
         let kind = match (s.exec, old.machine) {
             (true, Machine::X86_64) => RegionKind::X86_64,
             (true, Machine::Aarch64) => RegionKind::Aarch64,
+            (true, Machine::Arm) if old.thumb => RegionKind::Thumb,
             (true, Machine::Arm) => RegionKind::Arm32,
             _ if old.is64 => RegionKind::Ptr64,
             _ => RegionKind::Ptr32,
@@ -49,7 +52,11 @@ pub fn initial_plan(old: &Elf) -> Option<Plan> {
     }
     Some(Plan {
         regions,
-        image: old.image_range(),
+        image: if old.thumb {
+            old.code_region_range()
+        } else {
+            old.image_range()
+        },
         map: AddressMap::default(),
     })
 }

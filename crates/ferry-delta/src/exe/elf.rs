@@ -56,6 +56,8 @@ pub struct Elf {
     pub sections: Vec<Section>,
     /// Load segments.
     pub segments: Vec<Segment>,
+    /// 32-bit ARM code is Thumb: the entry point is odd (Cortex-M), or a raw Cortex-M image.
+    pub thumb: bool,
 }
 
 fn rd(data: &[u8], off: u64, n: usize) -> Option<u64> {
@@ -153,11 +155,13 @@ impl Elf {
                         .is_some_and(|e| e <= data.len() as u64)
             })
             .collect();
+        let entry = rd(data, 24, w)?;
         Some(Elf {
             is64,
             machine,
             sections,
             segments,
+            thumb: machine == Machine::Arm && entry & 1 == 1,
         })
     }
 
@@ -167,6 +171,17 @@ impl Elf {
             .iter()
             .find(|s| off >= s.offset && off < s.offset + s.filesz)
             .map(|s| s.vaddr + (off - s.offset))
+    }
+
+    /// Address range `[lo, hi)` of the load segments in the ARMv7-M Code region (below
+    /// `0x2000_0000`: flash). For Thumb images: a range reaching up into SRAM would make the
+    /// many 16-bit instruction pairs whose second half is `0x0800..0x2000` (shifts, adds) look
+    /// like pointers.
+    pub fn code_region_range(&self) -> (u64, u64) {
+        let code = self.segments.iter().filter(|s| s.vaddr < 0x2000_0000);
+        let lo = code.clone().map(|s| s.vaddr).min().unwrap_or(0);
+        let hi = code.map(|s| s.vaddr + s.memsz).max().unwrap_or(0);
+        (lo, hi.min(0x2000_0000))
     }
 
     /// Address range `[lo, hi)` covered by the load segments.

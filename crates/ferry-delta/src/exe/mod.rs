@@ -14,6 +14,8 @@ pub mod arm;
 pub mod build;
 pub mod elf;
 pub mod plan;
+pub mod raw;
 pub mod rewrite;
+pub mod thumb;
 
 pub use plan::{AddressMap, Plan, Region, RegionKind};

@@ -18,6 +18,8 @@ pub enum RegionKind {
     Ptr64 = 4,
     /// Aligned little-endian 32-bit absolute pointers into the image.
     Ptr32 = 5,
+    /// Thumb-2 (Cortex-M) code: BL / B.W / B<c>.W immediates and literal-pool pointers.
+    Thumb = 6,
 }
 
 impl RegionKind {
@@ -28,6 +30,7 @@ impl RegionKind {
             3 => RegionKind::Arm32,
             4 => RegionKind::Ptr64,
             5 => RegionKind::Ptr32,
+            6 => RegionKind::Thumb,
             other => {
                 return Err(DeltaError::Corrupt(format!(
                     "unknown transform region kind {other}"
@@ -41,6 +44,7 @@ impl RegionKind {
         match self {
             RegionKind::X86_64 => 1,
             RegionKind::Ptr64 => 8,
+            RegionKind::Thumb => 2,
             _ => 4,
         }
     }

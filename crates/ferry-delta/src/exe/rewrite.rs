@@ -79,6 +79,7 @@ fn rewrite_region(
         let va = region.va + done;
         let consumed = match region.kind {
             RegionKind::X86_64 => x86_window(plan, buf, va, limit),
+            RegionKind::Thumb => super::thumb::thumb_window(plan, buf, va, limit),
             kind => words_window(plan, kind, buf, va, limit),
         };
         let consumed = if last { buf.len() } else { consumed };
@@ -91,7 +92,8 @@ fn rewrite_region(
     }
 }
 
-fn in_image(plan: &Plan, v: u64) -> bool {
+/// True when `v` lies in the old image (only such values count as pointers).
+pub(super) fn in_image(plan: &Plan, v: u64) -> bool {
     v >= plan.image.0 && v < plan.image.1
 }
 
