@@ -4,9 +4,12 @@
 //! seeds are passed in as arguments, so every decision can be tested exhaustively.
 
 pub mod api;
+pub mod firmware;
 pub mod ids;
 pub mod install;
 pub mod policy;
+pub mod push;
+pub mod rollout;
 pub mod schedule;
 pub mod segments;
 pub mod version;

@@ -59,15 +59,30 @@ impl Offer {
 
 /// How to ship `release` to `device`: a delta when the device runs the delta's base version,
 /// accepts deltas and has no delta-failure record for the component; the full package otherwise.
+/// A live patch is always shipped whole (its payload is a patch bundle, not a release tree); a
+/// device running a live patch has the files of the version it patches, so deltas are chosen by
+/// that version.
 fn delivery(device: &DeviceState, release: &ReleaseRecord) -> Offer {
+    if release.version.live_patch_base().is_some() {
+        return Offer::Full(release.clone());
+    }
     let running = device.version_of(release.component);
-    match release.delta_from(running) {
+    let files = running.live_patch_base().unwrap_or_else(|| running.clone());
+    match release.delta_from(&files) {
         Some(delta) if device.accepts_deltas && !device.delta_failures.contains(&release.component) => Offer::Delta {
             release: release.clone(),
             delta: delta.clone(),
         },
         _ => Offer::Full(release.clone()),
     }
+}
+
+/// True for every full release, and for a live patch of exactly the version the device runs.
+fn patches_the_running_version(device: &DeviceState, release: &ReleaseRecord) -> bool {
+    release
+        .version
+        .live_patch_base()
+        .is_none_or(|base| &base == device.version_of(release.component))
 }
 
 fn compatible(release: &ReleaseRecord, device_type: &str) -> bool {
@@ -87,6 +102,11 @@ fn compatible(release: &ReleaseRecord, device_type: &str) -> bool {
 /// The release is shipped as a delta when the server built one from the running version, the
 /// agent accepts deltas and the device has no delta-failure record for the component; as the
 /// full package otherwise.
+///
+/// A live patch (version `X+lpN`, see [`Version::live_patch_base`]) is a candidate only for a
+/// device running exactly the version it patches; every other device passes over it as if it
+/// were not published and follows the full-release path. It is always offered whole, never as
+/// a delta.
 pub fn offer(device: &DeviceState, releases: &[ReleaseRecord], now: UnixMillis) -> Offer {
     let mut reason: Option<NothingNewReason> = None;
     let mut any_compatible = false;
@@ -95,7 +115,8 @@ pub fn offer(device: &DeviceState, releases: &[ReleaseRecord], now: UnixMillis) 
             .iter()
             .filter(|r| r.component == component && compatible(r, &device.device_type))
             .inspect(|_| any_compatible = true)
-            .filter(|r| r.halted.is_none());
+            .filter(|r| r.halted.is_none())
+            .filter(|r| patches_the_running_version(device, r));
         let mut live: Option<&ReleaseRecord> = None;
         let mut earliest_pending: Option<u64> = None;
         for r in compatible_releases {
@@ -355,6 +376,90 @@ mod tests {
         // Resuming (clearing the halt) offers it again.
         let resumed = [rel(Component::Main, "1.1.0"), rel(Component::Main, "1.2.0")];
         assert!(matches!(offer(&dev("1.1.0", "1.0.0"), &resumed, 0), Offer::Full(r) if r.version == v("1.2.0")));
+    }
+
+    #[test]
+    fn live_patch_is_offered_to_a_device_running_exactly_the_version_it_patches() {
+        let rs = [rel(Component::Main, "1.0.0"), rel(Component::Main, "1.0.0+lp1")];
+        assert!(matches!(offer(&dev("1.0.0", "1.0.0"), &rs, 0), Offer::Full(r) if r.version == v("1.0.0+lp1")));
+    }
+
+    #[test]
+    fn device_on_another_version_gets_the_full_release_not_the_live_patch() {
+        let rs = [rel(Component::Main, "1.0.0"), rel(Component::Main, "1.0.0+lp1")];
+        // Older device: the full 1.0.0 (the patch does not fit its binary).
+        assert!(matches!(offer(&dev("0.9.0", "1.0.0"), &rs, 0), Offer::Full(r) if r.version == v("1.0.0")));
+        // Newer device: nothing (a patch of an older version is never a downgrade path).
+        assert_eq!(offer(&dev("1.1.0", "1.0.0"), &rs, 0), Offer::NothingNew(NothingNewReason::UpToDate));
+        // Only the patch is published and the device runs another version: nothing new.
+        let only = [rel(Component::Main, "1.0.0+lp1")];
+        assert_eq!(offer(&dev("0.9.0", "1.0.0"), &only, 0), Offer::NothingNew(NothingNewReason::UpToDate));
+    }
+
+    #[test]
+    fn newer_full_release_wins_over_a_live_patch() {
+        let rs = [rel(Component::Main, "1.0.0+lp1"), rel(Component::Main, "1.0.1")];
+        assert!(matches!(offer(&dev("1.0.0", "1.0.0"), &rs, 0), Offer::Full(r) if r.version == v("1.0.1")));
+    }
+
+    #[test]
+    fn live_patched_device_is_up_to_date_and_gets_no_other_patch_of_its_base() {
+        let rs = [rel(Component::Main, "1.0.0+lp1"), rel(Component::Main, "1.0.0+lp2")];
+        assert_eq!(offer(&dev("1.0.0+lp1", "1.0.0"), &rs[..1], 0), Offer::NothingNew(NothingNewReason::UpToDate));
+        // lp2 patches 1.0.0, but this process already runs 1.0.0+lp1: not exactly the base.
+        assert_eq!(offer(&dev("1.0.0+lp1", "1.0.0"), &rs, 0), Offer::NothingNew(NothingNewReason::UpToDate));
+    }
+
+    #[test]
+    fn live_patch_is_never_offered_as_a_delta() {
+        let lp = with_delta(rel(Component::Main, "1.0.0+lp1"), "1.0.0");
+        assert!(matches!(offer(&dev("1.0.0", "1.0.0"), &[lp], 0), Offer::Full(r) if r.version == v("1.0.0+lp1")));
+    }
+
+    #[test]
+    fn live_patched_device_gets_the_next_release_as_a_delta_from_the_files_it_has() {
+        // The storage space holds 1.0.0's files; a delta built from the patch release (its
+        // payload is a bundle) must never be chosen.
+        let mut next = with_delta(rel(Component::Main, "1.1.0"), "1.0.0");
+        next = with_delta(next, "1.0.0+lp1");
+        match offer(&dev("1.0.0+lp1", "1.0.0"), &[next], 0) {
+            Offer::Delta { delta, .. } => assert_eq!(delta.from_version, v("1.0.0")),
+            other => panic!("expected the delta from 1.0.0, got {other:?}"),
+        }
+        let only_from_patch = with_delta(rel(Component::Main, "1.1.0"), "1.0.0+lp1");
+        assert!(matches!(offer(&dev("1.0.0+lp1", "1.0.0"), &[only_from_patch], 0), Offer::Full(_)));
+    }
+
+    #[test]
+    fn live_patch_obeys_blacklist_go_live_and_halt() {
+        let mut bl = rel(Component::Main, "1.0.0+lp1");
+        bl.blacklist.push(DeviceId::new("dev-1").unwrap());
+        assert!(matches!(offer(&dev("1.0.0", "1.0.0"), &[bl], 0), Offer::NothingNew(NothingNewReason::Blacklisted { .. })));
+        let mut later = rel(Component::Main, "1.0.0+lp1");
+        later.go_live = Some(50);
+        assert_eq!(offer(&dev("1.0.0", "1.0.0"), &[later.clone()], 49), Offer::NothingNew(NothingNewReason::NotLiveYet { go_live: 50 }));
+        // A device the patch does not fit is not told to wait for it.
+        assert_eq!(offer(&dev("0.9.0", "1.0.0"), &[later], 49), Offer::NothingNew(NothingNewReason::UpToDate));
+        assert_eq!(offer(&dev("1.0.0", "1.0.0"), &[halt(rel(Component::Main, "1.0.0+lp1"))], 0), Offer::NothingNew(NothingNewReason::UpToDate));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn live_patch_is_offered_only_to_devices_running_its_base(
+            running in 0u64..4, patched in proptest::collection::vec(0u64..4, 0..4), full in proptest::collection::vec(0u64..4, 0..3)
+        ) {
+            let mut rs: Vec<_> = patched.iter().map(|m| with_delta(rel(Component::Main, &format!("1.{m}.0+lp1")), &format!("1.{m}.0"))).collect();
+            rs.extend(full.iter().map(|m| rel(Component::Main, &format!("1.{m}.0"))));
+            let d = dev(&format!("1.{running}.0"), "1.0.0");
+            let o = offer(&d, &rs, 0);
+            if let Some(r) = o.release() {
+                proptest::prop_assert!(r.version > d.main_version);
+                if let Some(base) = r.version.live_patch_base() {
+                    proptest::prop_assert_eq!(&base, &d.main_version);
+                    proptest::prop_assert!(matches!(o, Offer::Full(_)));
+                }
+            }
+        }
     }
 
     proptest::proptest! {

@@ -28,7 +28,24 @@ impl Version {
     pub fn as_semver(&self) -> &semver::Version {
         &self.0
     }
+
+    /// For a live-patch version — build metadata whose first identifier is `lp` followed by
+    /// digits, e.g. `1.0.0+lp1` — the version it patches (`1.0.0`); `None` for every other
+    /// version. A live patch sorts just above the version it patches and below the next release.
+    pub fn live_patch_base(&self) -> Option<Version> {
+        let first = self.0.build.as_str().split('.').next()?;
+        let digits = first.strip_prefix(LIVE_PATCH_BUILD_PREFIX)?;
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let mut base = self.0.clone();
+        base.build = semver::BuildMetadata::EMPTY;
+        Some(Version(base))
+    }
 }
+
+/// Build-metadata prefix that marks a live-patch version (`1.0.0+lp1` patches `1.0.0`).
+pub const LIVE_PATCH_BUILD_PREFIX: &str = "lp";
 
 impl FromStr for Version {
     type Err = VersionError;
@@ -77,6 +94,18 @@ mod tests {
         let err = "v1".parse::<Version>().unwrap_err();
         assert_eq!(err.input, "v1");
         assert!(err.to_string().contains("'v1'"));
+    }
+
+    #[test]
+    fn live_patch_version_names_its_base_and_sorts_between_releases() {
+        let lp: Version = "1.0.0+lp1".parse().unwrap();
+        assert_eq!(lp.live_patch_base(), Some(Version::new(1, 0, 0)));
+        assert!(lp > Version::new(1, 0, 0) && lp < Version::new(1, 0, 1));
+        let lp2: Version = "2.1.0-rc.1+lp.7".parse().unwrap();
+        assert_eq!(lp2.live_patch_base(), Some("2.1.0-rc.1".parse().unwrap()));
+        for plain in ["1.0.0", "1.0.0+build.5", "1.0.0+lpx", "1.0.0+help"] {
+            assert_eq!(plain.parse::<Version>().unwrap().live_patch_base(), None, "{plain}");
+        }
     }
 
     #[test]

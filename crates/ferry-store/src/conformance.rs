@@ -77,11 +77,35 @@ pub async fn registry_on(backend: &str, r: &dyn Registry) {
     check(s, backend, "delta_failures_are_kept_per_device_and_component_until_cleared", delta_failures(r)).await;
     check(s, backend, "alerts_are_archived_halt_their_release_until_resumed", alerts(r)).await;
     check(s, backend, "alert_about_an_unknown_release_is_not_found_and_not_archived", alert_unknown(r)).await;
+    check(s, backend, "rollout_plans_replace_halt_once_and_resume_with_the_release", rollouts(r)).await;
     check(s, backend, "reports_round_trip_newest_first_with_device_filter_and_limit", reports_order(r)).await;
+    check(s, backend, "release_reports_are_the_attempts_at_one_release_oldest_first", release_reports(r)).await;
     check(s, backend, "concurrent_reports_are_all_archived_with_distinct_ids", reports_concurrent(r)).await;
     check(s, backend, "backups_replace_same_key_and_list_newest_first", backups(r)).await;
     check(s, backend, "metadata_is_stored_replaced_and_listed_by_name", metadata(r)).await;
+    check(s, backend, "firmware_metadata_is_stored_replaced_and_listed_by_id", firmware(r)).await;
     check(s, backend, "concurrent_metadata_writes_all_succeed_atomically", metadata_concurrent(r)).await;
+}
+
+async fn firmware(r: &dyn Registry) {
+    assert!(ok(r.all_firmware().await, "all_firmware").is_empty(), "no firmware at first");
+    assert_eq!(ok(r.firmware("cam-fw").await, "firmware cam-fw"), None, "unknown firmware reads as None");
+    ok(r.put_firmware("cam-fw", br#"{"id":"cam-fw","v":1}"#, 1_000).await, "put cam-fw");
+    ok(r.put_firmware("boot.loader", &[0u8, 255, 7], 1_001).await, "put boot.loader (arbitrary bytes)");
+    assert_eq!(ok(r.firmware("cam-fw").await, "firmware cam-fw").as_deref(), Some(&br#"{"id":"cam-fw","v":1}"#[..]));
+    ok(r.put_firmware("cam-fw", br#"{"id":"cam-fw","v":2}"#, 2_000).await, "replace cam-fw");
+    assert_eq!(
+        ok(r.all_firmware().await, "all_firmware"),
+        vec![
+            ("boot.loader".to_string(), vec![0u8, 255, 7]),
+            ("cam-fw".to_string(), br#"{"id":"cam-fw","v":2}"#.to_vec()),
+        ],
+        "firmware is listed by id, the replaced document once with its new bytes"
+    );
+    assert!(
+        matches!(r.put_firmware("x", b"{}", u64::MAX).await, Err(StoreError::Config(_))),
+        "a time beyond 63 bits is refused"
+    );
 }
 
 async fn starts_empty(r: &dyn Registry) {
@@ -504,6 +528,43 @@ async fn alerts(r: &dyn Registry) {
     assert_eq!(ok(r.alerts(10).await, "alerts").len(), 2);
     let res = r.resume_release(Component::Main, &ver("9.9.9")).await;
     assert!(matches!(res, Err(StoreError::NotFound(_))), "resuming an unknown release gave {res:?}");
+}
+
+async fn rollouts(r: &dyn Registry) {
+    use ferry_core::rollout::{RolloutPlan, RolloutRecord, Wave};
+    let v = ver("1.2.0");
+    assert!(ok(r.rollouts().await, "rollouts").is_empty(), "no rollout plans at first");
+    let wave = |name: &str, percent: u8| Wave { name: name.into(), groups: vec![], percent, success_percent: 100, soak_ms: 0 };
+    let mut record = RolloutRecord {
+        component: Component::Main,
+        version: v.clone(),
+        plan: RolloutPlan { waves: vec![wave("canary", 5)], max_failure_percent: Some(20), min_attempts: 5 },
+        created_at: 1_000,
+        halted: None,
+    };
+    ok(r.put_rollout(&record).await, "put rollout of main 1.2.0");
+    assert_eq!(ok(r.rollouts().await, "rollouts"), vec![record.clone()], "the plan reads back");
+    assert!(ok(r.halt_rollout(Component::Main, &v, "3 of 5 failed", 2_000).await, "halt"), "first halt takes");
+    assert!(!ok(r.halt_rollout(Component::Main, &v, "later", 3_000).await, "halt again"), "a halted rollout keeps its first halt");
+    record.plan.waves.push(wave("rest", 100));
+    record.created_at = 4_000;
+    ok(r.put_rollout(&record).await, "replace the plan");
+    let got = ok(r.rollouts().await, "rollouts").remove(0);
+    assert_eq!(got.plan, record.plan, "the new plan replaced the old");
+    assert_eq!(got.created_at, 4_000);
+    assert_eq!(got.halted, Some(ferry_core::rollout::RolloutHalt { reason: "3 of 5 failed".into(), since: 2_000 }), "a new plan does not lift the halt");
+    assert!(ok(r.resume_release(Component::Main, &v).await, "resume main 1.2.0"), "resuming lifts the rollout halt");
+    assert_eq!(ok(r.rollouts().await, "rollouts")[0].halted, None);
+    let unknown = RolloutRecord { version: ver("9.9.9"), ..record };
+    let res = r.put_rollout(&unknown).await;
+    assert!(matches!(res, Err(StoreError::NotFound(_))), "a plan for an unknown release gave {res:?}");
+}
+
+async fn release_reports(r: &dyn Registry) {
+    let attempts = ok(r.release_reports(Component::Main, &ver("1.1.0-beta.2")).await, "release_reports");
+    let reasons: Vec<&str> = attempts.iter().map(|a| a.report.reason.as_str()).collect();
+    assert_eq!(reasons, ["first", "third", "fourth, same time as third"], "main attempts only, oldest first");
+    assert!(ok(r.release_reports(Component::Main, &ver("9.9.9")).await, "none").is_empty());
 }
 
 async fn alert_unknown(r: &dyn Registry) {

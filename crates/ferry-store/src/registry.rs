@@ -4,6 +4,7 @@ use crate::StoreError;
 use ferry_core::api::{
     ArchivedAlert, ArchivedReport, SecurityAlert, BackupRecord, DeltaFailureRecord, DeltaRecord, DeviceRecord, ReleaseRecord, UpgradeReport,
 };
+use ferry_core::rollout::RolloutRecord;
 use ferry_core::{Component, DeviceId, Version};
 
 /// Everything the server persists except artifact bytes. Every backend passes
@@ -58,8 +59,24 @@ pub trait Registry: Send + Sync {
     async fn add_alert(&self, alert: &SecurityAlert, message: &str, now: u64) -> Result<i64, StoreError>;
     /// Security alerts, newest first; at most `limit`.
     async fn alerts(&self, limit: u32) -> Result<Vec<ArchivedAlert>, StoreError>;
-    /// Lifts a release's halt; returns whether it was halted. `NotFound` if no such release.
+    /// Sets a release's rollout plan (replacing an earlier plan; a standing failure halt stays
+    /// until the release is resumed). `NotFound` if no such release.
+    async fn put_rollout(&self, record: &RolloutRecord) -> Result<(), StoreError>;
+    /// Every rollout plan, ordered by component and version.
+    async fn rollouts(&self) -> Result<Vec<RolloutRecord>, StoreError>;
+    /// Halts a rollout for `reason` unless it is halted already; returns whether this call did.
+    async fn halt_rollout(&self, component: Component, version: &Version, reason: &str, now: u64) -> Result<bool, StoreError>;
+    /// Every report of an attempt at `component` `version`, oldest first.
+    async fn release_reports(&self, component: Component, version: &Version) -> Result<Vec<ArchivedReport>, StoreError>;
+    /// Lifts a release's halt (an alert's, and a rollout's failure halt); returns whether it
+    /// was halted. `NotFound` if no such release.
     async fn resume_release(&self, component: Component, version: &Version) -> Result<bool, StoreError>;
+    /// Stores firmware `id`'s metadata document (canonical JSON), replacing an earlier one.
+    async fn put_firmware(&self, id: &str, content: &[u8], now: u64) -> Result<(), StoreError>;
+    /// Firmware `id`'s metadata document.
+    async fn firmware(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every firmware metadata document (id → bytes), ordered by id.
+    async fn all_firmware(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// Stores TUF metadata files (name → bytes) in one transaction, replacing same-named ones.
     async fn put_metadata(&self, files: &[(String, Vec<u8>)]) -> Result<(), StoreError>;
     /// One TUF metadata file.

@@ -17,6 +17,8 @@ pub(crate) const SQLITE_MIGRATIONS: &[Embedded] = &[
     (1, "initial", include_str!("../migrations/sqlite/0001_initial.sql")),
     (2, "deltas", include_str!("../migrations/sqlite/0002_deltas.sql")),
     (3, "alerts", include_str!("../migrations/sqlite/0003_alerts.sql")),
+    (4, "firmware", include_str!("../migrations/sqlite/0004_firmware.sql")),
+    (5, "rollouts", include_str!("../migrations/sqlite/0005_rollouts.sql")),
 ];
 
 /// PostgreSQL migrations, embedded at compile time (`migrations/postgres/`).
@@ -24,6 +26,8 @@ pub(crate) const POSTGRES_MIGRATIONS: &[Embedded] = &[
     (1, "initial", include_str!("../migrations/postgres/0001_initial.sql")),
     (2, "deltas", include_str!("../migrations/postgres/0002_deltas.sql")),
     (3, "alerts", include_str!("../migrations/postgres/0003_alerts.sql")),
+    (4, "firmware", include_str!("../migrations/postgres/0004_firmware.sql")),
+    (5, "rollouts", include_str!("../migrations/postgres/0005_rollouts.sql")),
 ];
 
 /// A sqlx migrator over embedded migrations (independent of the working directory).
@@ -249,6 +253,33 @@ macro_rules! sql_registry {
                         detected_at: crate::sql::to_u64(b, row.try_get("detected_at").map_err(get)?, &format!("{what} detected_at"))?,
                     },
                     message: row.try_get("message").map_err(get)?,
+                })
+            }
+
+            fn rollout_from_row(row: &<$db as sqlx::Database>::Row) -> Result<ferry_core::rollout::RolloutRecord, StoreError> {
+                use sqlx::Row;
+                let b = Self::BACKEND;
+                let get = |e: sqlx::Error| crate::sql::db_err(b, "decode rollout row", e);
+                let component: String = row.try_get("component").map_err(get)?;
+                let version: String = row.try_get("version").map_err(get)?;
+                let what = format!("rollout of {component} {version}");
+                let plan: String = row.try_get("plan").map_err(get)?;
+                let halted_reason: Option<String> = row.try_get("halted_reason").map_err(get)?;
+                let halted_at: Option<i64> = row.try_get("halted_at").map_err(get)?;
+                let halted = match (halted_reason, halted_at) {
+                    (Some(reason), Some(at)) => Some(ferry_core::rollout::RolloutHalt {
+                        reason,
+                        since: crate::sql::to_u64(b, at, &format!("{what} halted_at"))?,
+                    }),
+                    _ => None,
+                };
+                Ok(ferry_core::rollout::RolloutRecord {
+                    component: crate::sql::parse_component(b, &component, &what)?,
+                    version: crate::sql::parse_version(b, &version, &what)?,
+                    plan: serde_json::from_str(&plan)
+                        .map_err(|e| StoreError::Corrupt(format!("{b} registry: {what}: plan is not a valid rollout plan: {e}")))?,
+                    created_at: crate::sql::to_u64(b, row.try_get("created_at").map_err(get)?, &format!("{what} created_at"))?,
+                    halted,
                 })
             }
 
@@ -974,8 +1005,132 @@ macro_rules! sql_registry {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| crate::sql::db_err(b, &format!("resume {release}"), e))?;
+                let rollout = sqlx::query(
+                    "UPDATE rollouts SET halted_reason = NULL, halted_at = NULL \
+                     WHERE component = $1 AND version = $2 AND halted_reason IS NOT NULL",
+                )
+                .bind(component.as_str())
+                .bind(&version_text)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| crate::sql::db_err(b, &format!("resume the rollout of {release}"), e))?;
                 tx.commit().await.map_err(|e| crate::sql::db_err(b, &format!("commit resuming {release}"), e))?;
+                Ok(done.rows_affected() + rollout.rows_affected() > 0)
+            }
+
+            async fn put_rollout(&self, record: &ferry_core::rollout::RolloutRecord) -> Result<(), StoreError> {
+                let b = Self::BACKEND;
+                let what = format!("rollout of {} {}", record.component, record.version);
+                let plan = serde_json::to_string(&record.plan).map_err(|e| StoreError::Config(format!("{what}: {e}")))?;
+                let done = sqlx::query(
+                    "INSERT INTO rollouts (component, version, plan, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (component, version) DO UPDATE SET plan = excluded.plan, created_at = excluded.created_at",
+                )
+                .bind(record.component.as_str())
+                .bind(record.version.to_string())
+                .bind(plan)
+                .bind(crate::sql::to_i64(record.created_at, &format!("{what} created_at"))?)
+                .execute(&self.pool)
+                .await;
+                match done {
+                    Ok(_) => Ok(()),
+                    Err(e) if crate::sql::is_foreign_key_violation(&e) => Err(StoreError::NotFound(format!(
+                        "release {} {} in the {b} registry",
+                        record.component, record.version
+                    ))),
+                    Err(e) => Err(crate::sql::db_err(b, &format!("store {what}"), e)),
+                }
+            }
+
+            async fn rollouts(&self) -> Result<Vec<ferry_core::rollout::RolloutRecord>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT component, version, plan, created_at, halted_reason, halted_at FROM rollouts ORDER BY component, version",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| crate::sql::db_err(Self::BACKEND, "list rollouts", e))?;
+                rows.iter().map(Self::rollout_from_row).collect()
+            }
+
+            async fn halt_rollout(
+                &self,
+                component: ferry_core::Component,
+                version: &ferry_core::Version,
+                reason: &str,
+                now: u64,
+            ) -> Result<bool, StoreError> {
+                let what = format!("rollout of {component} {version}");
+                let done = sqlx::query(
+                    "UPDATE rollouts SET halted_reason = $1, halted_at = $2 \
+                     WHERE component = $3 AND version = $4 AND halted_reason IS NULL",
+                )
+                .bind(reason)
+                .bind(crate::sql::to_i64(now, &format!("{what} halted_at"))?)
+                .bind(component.as_str())
+                .bind(version.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(|e| crate::sql::db_err(Self::BACKEND, &format!("halt {what}"), e))?;
                 Ok(done.rows_affected() > 0)
+            }
+
+            async fn release_reports(
+                &self,
+                component: ferry_core::Component,
+                version: &ferry_core::Version,
+            ) -> Result<Vec<ferry_core::api::ArchivedReport>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, received_at, device_id, component, from_version, to_version, outcome, reason, \
+                     log_tail, bytes_downloaded, rolled_back FROM reports WHERE component = $1 AND to_version = $2 \
+                     ORDER BY received_at, id",
+                )
+                .bind(component.as_str())
+                .bind(version.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| crate::sql::db_err(Self::BACKEND, &format!("list reports for {component} {version}"), e))?;
+                rows.iter().map(Self::report_from_row).collect()
+            }
+
+            async fn put_firmware(&self, id: &str, content: &[u8], now: u64) -> Result<(), StoreError> {
+                let b = Self::BACKEND;
+                sqlx::query(
+                    "INSERT INTO firmware (id, content, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (id) DO UPDATE SET content = excluded.content, updated_at = excluded.updated_at",
+                )
+                .bind(id)
+                .bind(content)
+                .bind(crate::sql::to_i64(now, &format!("firmware '{id}' updated_at"))?)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| crate::sql::db_err(b, &format!("store firmware metadata '{id}'"), e))?;
+                Ok(())
+            }
+
+            async fn firmware(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+                use sqlx::Row;
+                let b = Self::BACKEND;
+                let row = sqlx::query("SELECT content FROM firmware WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| crate::sql::db_err(b, &format!("read firmware metadata '{id}'"), e))?;
+                row.map(|r| r.try_get::<Vec<u8>, _>("content"))
+                    .transpose()
+                    .map_err(|e| crate::sql::db_err(b, &format!("decode firmware metadata '{id}'"), e))
+            }
+
+            async fn all_firmware(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+                use sqlx::Row;
+                let b = Self::BACKEND;
+                let rows = sqlx::query("SELECT id, content FROM firmware ORDER BY id")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| crate::sql::db_err(b, "list firmware metadata", e))?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("id")?, r.try_get("content")?)))
+                    .collect::<Result<Vec<(String, Vec<u8>)>, sqlx::Error>>()
+                    .map_err(|e| crate::sql::db_err(b, "decode firmware metadata", e))
             }
 
             async fn put_metadata(&self, files: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
