@@ -459,6 +459,7 @@ fn manifest_for(payloads: &[(&str, &[u8], u32)]) -> Manifest {
             })
             .collect(),
         hooks: Hooks::default(),
+        live_patch: None,
     }
 }
 
@@ -769,4 +770,36 @@ fn verify_checks_the_signature_before_parsing_the_manifest() {
         matches!(err, ArtifactError::UntrustedSigner { .. }),
         "{err}"
     );
+}
+
+#[test]
+fn live_patch_artifact_is_signed_verified_and_unpacked_like_any_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    write(&src.join("patch.json"), b"{\"payload\":\"{}\",\"signatures\":[]}", 0o644);
+    let key = SigningKey::generate();
+    let out = dir.path().join("main-1.0.0+lp1.ferry");
+    let lp = artifact::LivePatch {
+        patches: Version::new(1, 0, 0),
+        target_build_id: "0123abcd".into(),
+        new_build_id: "4567ef00".into(),
+        bundle: "patch.json".into(),
+    };
+    let spec = BuildSpec {
+        component: Component::Main,
+        version: "1.0.0+lp1".parse().unwrap(),
+        device_types: vec![],
+        hooks: Hooks::default(),
+    };
+    artifact::build_with(&src, spec.clone(), Some(lp.clone()), &out, Some(&key)).unwrap();
+    let m = verify(&out, &[key.public()]).unwrap();
+    assert_eq!(m.live_patch, Some(lp.clone()));
+    assert_eq!(inspect(&out).unwrap().manifest.live_patch, Some(lp.clone()));
+    let dest = dir.path().join("unpacked");
+    unpack_verified(&out, &[key.public()], &dest).unwrap();
+    assert!(dest.join("patch.json").is_file());
+    // A live patch whose version does not name its base is refused at build time.
+    let wrong = BuildSpec { version: "1.0.1+lp1".parse().unwrap(), ..spec };
+    let err = artifact::build_with(&src, wrong, Some(lp), &dir.path().join("x.ferry"), Some(&key)).unwrap_err();
+    assert!(err.to_string().contains("1.0.0+lpN"), "{err}");
 }

@@ -61,6 +61,7 @@ mod diff;
 mod dwarf;
 mod elf;
 mod error;
+pub mod package;
 mod ptrace;
 mod rollback;
 mod safepoint;

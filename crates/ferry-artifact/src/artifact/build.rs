@@ -2,7 +2,7 @@
 
 use super::error::ArtifactError;
 use super::hashing_reader::{HashingReader, digest};
-use super::manifest::{BuildSpec, Hooks, Manifest, PayloadEntry};
+use super::manifest::{BuildSpec, Hooks, LivePatch, Manifest, PayloadEntry};
 use super::payload_path::unsafe_reason;
 use super::writer::{append_file, header, write_head};
 use super::{FORMAT, MAX_MANIFEST_BYTES, PAYLOAD_PREFIX};
@@ -30,6 +30,18 @@ struct SourceFile {
 pub fn build(
     src_dir: &Path,
     spec: BuildSpec,
+    out: &Path,
+    key: Option<&SigningKey>,
+) -> Result<Manifest, ArtifactError> {
+    build_with(src_dir, spec, None, out, key)
+}
+
+/// Like [`build`], with the manifest's `live_patch` field: `src_dir` then holds only the patch
+/// bundle named by `live_patch.bundle`, and `spec.version` is `<patches>+lpN`.
+pub fn build_with(
+    src_dir: &Path,
+    spec: BuildSpec,
+    live_patch: Option<LivePatch>,
     out: &Path,
     key: Option<&SigningKey>,
 ) -> Result<Manifest, ArtifactError> {
@@ -82,6 +94,7 @@ pub fn build(
             pre_install: spec.hooks.pre_install.map(normalize_hook),
             post_install: spec.hooks.post_install.map(normalize_hook),
         },
+        live_patch,
     };
     manifest.validate(src_dir)?;
     let mut manifest_bytes =

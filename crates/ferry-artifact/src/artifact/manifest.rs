@@ -24,6 +24,25 @@ pub struct Manifest {
     pub payloads: Vec<PayloadEntry>,
     /// Scripts run around installation.
     pub hooks: Hooks,
+    /// Present when the artifact is a live patch of the running main program instead of a
+    /// release tree (absent in every earlier manifest: a full release).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_patch: Option<LivePatch>,
+}
+
+/// What a live-patch artifact patches. Its version is `<patches>+lpN`
+/// ([`Version::live_patch_base`]), its only payload is the signed `ferry-livepatch` bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LivePatch {
+    /// The exact main-program version whose running process the patch applies to.
+    pub patches: Version,
+    /// GNU build id (lowercase hex) of the binary the patch applies to.
+    pub target_build_id: String,
+    /// GNU build id (lowercase hex) of the build the new code comes from.
+    pub new_build_id: String,
+    /// Payload path of the signed patch bundle.
+    pub bundle: String,
 }
 
 /// One payload file: stored as `payload/<path>`, unpacked to `<dest>/<path>`.
@@ -168,6 +187,7 @@ impl Manifest {
                 prefix.push('/');
             }
         }
+        self.validate_live_patch(&paths).map_err(bad)?;
         for (name, hook) in [
             ("pre_install", &self.hooks.pre_install),
             ("post_install", &self.hooks.post_install),
@@ -178,6 +198,47 @@ impl Manifest {
                 return Err(bad(format!(
                     "hook {name} = {hook:?} is not a listed payload"
                 )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Manifest {
+    /// A live patch names its base in its version, patches the main program, carries only its
+    /// bundle and runs no hooks; a version marked as a live patch needs the `live_patch` field.
+    fn validate_live_patch(&self, paths: &BTreeSet<&str>) -> Result<(), String> {
+        let base = self.version.live_patch_base();
+        let Some(lp) = &self.live_patch else {
+            return match base {
+                Some(_) => Err(format!(
+                    "version {} is a live-patch version (+lp…) but the manifest has no live_patch field; use a version without +lp for a full release",
+                    self.version
+                )),
+                None => Ok(()),
+            };
+        };
+        if base.as_ref() != Some(&lp.patches) {
+            return Err(format!(
+                "a live patch of {} must have a version {}+lpN, not {}",
+                lp.patches, lp.patches, self.version
+            ));
+        }
+        if self.component != Component::Main {
+            return Err(format!("a live patch patches the main program, not {}", self.component));
+        }
+        if paths.len() != 1 || !paths.contains(lp.bundle.as_str()) {
+            return Err(format!(
+                "a live patch carries exactly one payload, its bundle {:?}",
+                lp.bundle
+            ));
+        }
+        if self.hooks != Hooks::default() {
+            return Err("a live patch runs no install hooks".into());
+        }
+        for (name, id) in [("target_build_id", &lp.target_build_id), ("new_build_id", &lp.new_build_id)] {
+            if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                return Err(format!("live_patch.{name} {id:?} is not a lowercase hex build id"));
             }
         }
         Ok(())
@@ -205,6 +266,7 @@ mod tests {
             device_types: vec![],
             payloads: paths.iter().map(|p| entry(p)).collect(),
             hooks: Hooks::default(),
+            live_patch: None,
         }
     }
 
@@ -253,6 +315,56 @@ mod tests {
         m.validate(Path::new("a")).unwrap();
         m.hooks.post_install = Some("hooks/post".into());
         assert!(reason(&m).contains("post_install"));
+    }
+
+    fn live_patch() -> Manifest {
+        let mut m = manifest(&["patch.json"]);
+        m.version = "1.0.0+lp1".parse().unwrap();
+        m.live_patch = Some(LivePatch {
+            patches: Version::new(1, 0, 0),
+            target_build_id: "ab12".into(),
+            new_build_id: "cd34".into(),
+            bundle: "patch.json".into(),
+        });
+        m
+    }
+
+    #[test]
+    fn live_patch_manifest_validates_and_old_manifests_stay_full_releases() {
+        live_patch().validate(Path::new("a")).unwrap();
+        let bytes = serde_json::to_vec(&live_patch()).unwrap();
+        assert_eq!(Manifest::parse(Path::new("a"), &bytes).unwrap(), live_patch());
+        // A manifest written before the field existed parses as a full release, and a full
+        // release serialises without it (same bytes as before).
+        let full = manifest(&["a"]);
+        let v = serde_json::to_value(&full).unwrap();
+        assert!(v.get("live_patch").is_none());
+        assert_eq!(Manifest::parse(Path::new("a"), &serde_json::to_vec(&v).unwrap()).unwrap().live_patch, None);
+    }
+
+    #[test]
+    fn live_patch_must_match_its_version_component_and_payload() {
+        let mut m = live_patch();
+        m.version = "1.0.1+lp1".parse().unwrap();
+        assert!(reason(&m).contains("1.0.0+lpN"), "{}", reason(&m));
+        let mut m = live_patch();
+        m.version = "1.0.1".parse().unwrap();
+        assert!(reason(&m).contains("+lpN"));
+        let mut m = live_patch();
+        m.live_patch = None;
+        assert!(reason(&m).contains("no live_patch field"));
+        let mut m = live_patch();
+        m.component = Component::Agent;
+        assert!(reason(&m).contains("main program"));
+        let mut m = live_patch();
+        m.payloads.push(entry("extra"));
+        assert!(reason(&m).contains("exactly one payload"));
+        let mut m = live_patch();
+        m.live_patch.as_mut().unwrap().target_build_id = "XYZ".into();
+        assert!(reason(&m).contains("target_build_id"));
+        let mut m = live_patch();
+        m.hooks.pre_install = Some("patch.json".into());
+        assert!(reason(&m).contains("hooks"));
     }
 
     #[test]

@@ -2,6 +2,12 @@
 //! `ferry-manifest.json`, `ferry-manifest.sig.json` (a JSON array of `{keyid, sig}` over the
 //! exact manifest bytes) and one `payload/<relative path>` regular file per manifest entry.
 //!
+//! A **live patch** is an artifact like any other (signed by a release key, a TUF target) whose
+//! manifest carries `live_patch` {`patches`, `target_build_id`, `new_build_id`, `bundle`}: its
+//! version is `<patches>+lpN`, its component `main`, its one payload the signed `ferry-livepatch`
+//! bundle, applied to the running process instead of unpacked. Without the field (every
+//! earlier manifest) the artifact is a full release.
+//!
 //! Trust flows one way: [`verify`] and [`unpack_verified`] check a signature by a trusted key
 //! over the exact manifest bytes before parsing the manifest, then check every payload's length
 //! and sha256 while streaming it. Nothing from an artifact is used before its signature checks.
@@ -19,10 +25,10 @@ mod unpack;
 mod verify;
 mod writer;
 
-pub use build::build;
+pub use build::{build, build_with};
 pub use error::ArtifactError;
 pub use inspect::inspect;
-pub use manifest::{BuildSpec, Hooks, Inspection, Manifest, PayloadEntry};
+pub use manifest::{BuildSpec, Hooks, Inspection, LivePatch, Manifest, PayloadEntry};
 pub use sign::sign;
 pub use unpack::unpack_verified;
 pub use verify::verify;
