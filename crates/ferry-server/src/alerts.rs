@@ -60,6 +60,7 @@ pub async fn post_alert(
     tracing::error!(alert = id, device = %alert.device_id, component = %alert.component,
         version = %alert.version, stage = %alert.stage, findings = alert.findings.len(),
         "security alert: rollout of the release halted");
+    crate::metrics::alert();
     Ok((
         StatusCode::CREATED,
         Json(ArchivedAlert {
@@ -122,5 +123,8 @@ pub(crate) async fn resume_release(
         .map_err(|e| AppError::store(&format!("reading release {component} {version}"), e))?
         .ok_or_else(missing)?;
     tracing::warn!(%component, %version, was_halted, "release rollout resumed by the operator");
+    if let Some(push) = &state.push {
+        push.release_available(&release, "resumed", crate::state::now_ms());
+    }
     Ok(release)
 }

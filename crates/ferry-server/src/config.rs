@@ -80,6 +80,25 @@ pub struct ServerConfig {
     /// Largest JSON request body accepted, in bytes. Default 64 KiB.
     #[serde(default = "default_max_json")]
     pub max_json_bytes: u64,
+    /// Push through an MQTT broker (`[push]`); without it devices learn of releases at their
+    /// scheduled check-in only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushConfig>,
+}
+
+/// `[push]`: the MQTT broker the server publishes check-in nudges to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushConfig {
+    /// Broker URL, `mqtt://HOST[:PORT]`.
+    pub mqtt_url: String,
+    /// Topic prefix shared with the agents. Default `ferry`.
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+}
+
+fn default_topic_prefix() -> String {
+    ferry_core::push::DEFAULT_TOPIC_PREFIX.to_string()
 }
 
 fn default_listen() -> SocketAddr {
@@ -156,6 +175,7 @@ impl ServerConfig {
             max_upload_bytes: default_max_upload(),
             max_backup_bytes: default_max_backup(),
             max_json_bytes: default_max_json(),
+            push: None,
         }
     }
 
@@ -214,6 +234,12 @@ impl ServerConfig {
             if value.trim().len() < 16 {
                 return Err(invalid(key, "must be at least 16 characters (use a long random secret, e.g. `openssl rand -hex 32`)".into()));
             }
+        }
+        if let Some(push) = &self.push {
+            ferry_core::push::parse_mqtt_url(&push.mqtt_url)
+                .map_err(|e| invalid("push.mqtt_url", e.to_string()))?;
+            ferry_core::push::check_prefix(&push.topic_prefix)
+                .map_err(|e| invalid("push.topic_prefix", e.to_string()))?;
         }
         for (key, value) in [
             ("public_url", &self.public_url),
@@ -385,6 +411,21 @@ mod tests {
             err.to_string().contains("key `default_chunk_size`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn push_section_parses_and_a_bad_broker_url_names_the_key() {
+        let c = ServerConfig::from_toml_str(&format!("{MINIMAL}[push]\nmqtt_url = \"mqtt://127.0.0.1:1883\"\n"), Path::new("s.toml")).unwrap();
+        let push = c.push.unwrap();
+        assert_eq!((push.mqtt_url.as_str(), push.topic_prefix.as_str()), ("mqtt://127.0.0.1:1883", "ferry"));
+        let e = ServerConfig::from_toml_str(&format!("{MINIMAL}[push]\nmqtt_url = \"http://broker\"\n"), Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("s.toml") && e.contains("push.mqtt_url") && e.contains("mqtt://HOST[:PORT]"), "{e}");
+        let e = ServerConfig::from_toml_str(&format!("{MINIMAL}[push]\nmqtt_url = \"mqtt://b\"\ntopic_prefix = \"a/#\"\n"), Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("push.topic_prefix"), "{e}");
     }
 
     #[test]

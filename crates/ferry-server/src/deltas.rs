@@ -38,9 +38,13 @@ pub fn choose_bases<'a>(
     version: &Version,
     fleet: &BTreeSet<Version>,
 ) -> Vec<&'a ReleaseRecord> {
+    // A live patch changes a running process, not files: no delta leads to one or starts from one.
+    if version.live_patch_base().is_some() {
+        return Vec::new();
+    }
     let mut older: Vec<&ReleaseRecord> = releases
         .iter()
-        .filter(|r| r.component == component && &r.version < version)
+        .filter(|r| r.component == component && &r.version < version && r.version.live_patch_base().is_none())
         .collect();
     older.sort_by(|a, b| b.version.cmp(&a.version));
     older
@@ -252,6 +256,15 @@ mod tests {
 
     fn versions(rs: Vec<&ReleaseRecord>) -> Vec<String> {
         rs.iter().map(|r| r.version.to_string()).collect()
+    }
+
+    #[test]
+    fn live_patches_are_never_delta_targets_or_bases() {
+        let rs = [rel("1.0.0"), rel("1.0.0+lp1"), rel("1.0.0+lp2")];
+        let fleet: BTreeSet<Version> = ["1.0.0+lp1".parse().unwrap()].into();
+        assert!(choose_bases(&rs, Component::Main, &"1.0.0+lp2".parse().unwrap(), &fleet).is_empty());
+        let got = choose_bases(&rs, Component::Main, &"1.1.0".parse().unwrap(), &fleet);
+        assert_eq!(versions(got), ["1.0.0"], "the previous full release is the base, not the patch");
     }
 
     #[test]

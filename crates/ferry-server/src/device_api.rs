@@ -86,6 +86,11 @@ pub async fn checkin(
         .releases()
         .await
         .map_err(|e| AppError::store("listing releases", e))?;
+    let running = |c: Component| match c {
+        Component::Main => req.main_version.clone(),
+        Component::Agent => req.upgrader_version.clone(),
+    };
+    let releases = crate::rollouts::admitted(&state, id, running, releases, now).await?;
     let mut delta_failures = req.delta_failures.clone();
     if req.accepts_deltas {
         let stored = state
@@ -119,6 +124,11 @@ pub async fn checkin(
         },
     };
     tracing::info!(device = %id, main = %req.main_version, upgrader = %req.upgrader_version, ?response, "check-in");
+    crate::metrics::checkin(match &response {
+        CheckinResponse::NothingNew { .. } => "nothing_new",
+        CheckinResponse::Delta { .. } => "delta",
+        _ => "update",
+    });
     Ok(Json(response))
 }
 
@@ -182,6 +192,8 @@ pub async fn report(
         })?;
     tracing::info!(device = %report.device_id, component = %report.component, from = %report.from_version,
         to = %report.to_version, outcome = ?report.outcome, reason = %report.reason, "upgrade report archived");
+    crate::metrics::report(report.component, report.outcome == Outcome::Success);
+    crate::rollouts::after_report(&state, &report).await;
     // A device with a delta-failure record is only offered full packages, so its next
     // successful install of that component is the full install that clears the record.
     if report.outcome == Outcome::Success {

@@ -215,6 +215,7 @@ pub async fn get_file(
     let body = if method == Method::HEAD {
         Body::empty()
     } else {
+        crate::metrics::bytes_served(end - start);
         stream_range(state.store.clone(), key, start, end)
     };
     builder

@@ -20,8 +20,12 @@ pub mod deltas;
 pub mod device_api;
 pub mod error;
 pub mod files;
+pub mod firmware;
 pub mod management;
+pub mod metrics;
+pub mod push;
 pub mod releases;
+pub mod rollouts;
 pub mod state;
 pub mod tuf_repo;
 
@@ -43,6 +47,7 @@ use tracing::Level;
 /// Opens storage (and, for query roles, the TUF repository and release keys) and builds the router.
 pub async fn build_app(config: ServerConfig) -> anyhow::Result<Router> {
     config.validate()?;
+    metrics::init();
     let tmp_dir = config.data_dir.join("tmp");
     std::fs::create_dir_all(&tmp_dir)
         .with_context(|| format!("creating data directory {}", tmp_dir.display()))?;
@@ -76,7 +81,15 @@ pub async fn build_app(config: ServerConfig) -> anyhow::Result<Router> {
     };
     tracing::info!(role = ?config.role, registry = %registry_url, store = %store_url, public_url = %config.public_url(),
         files_url = %config.files_url(), "ferry server ready");
+    let push = match (&config.push, config.role.serves_queries()) {
+        (Some(p), true) => {
+            let client_id = format!("ferry-server-{}", std::process::id());
+            Some(push::Push::start(&p.mqtt_url, &p.topic_prefix, &client_id)?)
+        }
+        _ => None,
+    };
     let state: AppState = Arc::new(Shared {
+        push,
         config,
         registry,
         store,
@@ -108,7 +121,9 @@ fn load_release_keys(config: &ServerConfig) -> anyhow::Result<Vec<PublicKey>> {
 /// The routes of the configured role, with JSON 404/405 answers and request tracing.
 pub fn router(state: AppState) -> Router {
     let role = state.config.role;
-    let mut app = Router::new().route("/healthz", get(|| async { "ok" }));
+    let mut app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics::scrape));
     if role.serves_queries() {
         app = app
             .route("/api/v1/enroll", post(device_api::enroll))
@@ -130,8 +145,11 @@ pub fn router(state: AppState) -> Router {
                 "/api/v1/releases/{component}/{version}/blacklist",
                 post(releases::blacklist),
             )
+            .route("/api/v1/releases/{component}/{version}/rollout", put(rollouts::put_plan))
+            .route("/api/v1/rollouts", get(rollouts::list))
             .route("/api/v1/devices", get(management::devices))
             .route("/api/v1/devices/{id}/group", put(management::set_group))
+            .route("/api/v1/devices/{id}/nudge", post(push::nudge_device))
             .route(
                 "/api/v1/groups/{group}",
                 put(management::set_group_settings),
@@ -152,6 +170,8 @@ pub fn router(state: AppState) -> Router {
                 "/api/v1/devices/{id}/delta-failures",
                 get(management::device_delta_failures),
             )
+            .route("/api/v1/firmware/{id}", put(firmware::put).get(firmware::get))
+            .route("/api/v1/device/firmware/{id}", get(firmware::get_for_device))
             .route(
                 "/api/v1/alerts",
                 post(alerts::post_alert).get(alerts::list_alerts),
@@ -186,7 +206,7 @@ fn no_route(role: Role, method: &Method, uri: &Uri) -> AppError {
     let path = uri.path();
     let hint = match role {
         Role::Files if !path.starts_with("/files/") => {
-            "; this server runs role `files` and serves only /files/… and /healthz"
+            "; this server runs role `files` and serves only /files/…, /healthz and /metrics"
         }
         Role::Query if path.starts_with("/files/") => {
             "; this server runs role `query`: fetch files from the file service (file_base_url of the check-in offer)"

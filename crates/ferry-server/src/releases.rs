@@ -142,6 +142,9 @@ pub async fn upload(
         }
     };
     publish_all(&state).await?;
+    if let Some(push) = &state.push {
+        push.release_available(&record, "release", now_ms());
+    }
     tracing::info!(%component, %version, length = record.length, sha256 = %record.sha256, ?go_live,
         deltas = record.deltas.len(), "release registered");
     Ok((StatusCode::CREATED, Json(record)))
@@ -149,7 +152,7 @@ pub async fn upload(
 
 /// Republishes the TUF targets from every registered release. Another instance may register a
 /// release meanwhile, so it republishes until the list it published is still the whole list.
-async fn publish_all(state: &AppState) -> AppResult<()> {
+pub(crate) async fn publish_all(state: &AppState) -> AppResult<()> {
     let list = || async {
         state
             .registry

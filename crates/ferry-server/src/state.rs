@@ -24,6 +24,8 @@ pub struct Shared {
     pub release_keys: Vec<PublicKey>,
     /// Where uploads are spooled before they are verified and stored.
     pub tmp_dir: PathBuf,
+    /// Check-in nudges through the MQTT broker, when `[push]` is configured.
+    pub push: Option<crate::push::Push>,
 }
 
 impl Shared {

@@ -50,13 +50,17 @@ pub fn is_metadata_name(name: &str) -> bool {
         && matches!(role, "root.json" | "snapshot.json" | "targets.json")
 }
 
-/// The TUF target entry of a release (custom = component, version, device types).
+/// The TUF target entry of a release (custom = component, version, device types, and the
+/// go-live time in Unix ms when it has one: the agent installs no earlier, by its own clock).
 pub fn target_entry(release: &ReleaseRecord) -> TargetFile {
-    let custom = json!({
+    let mut custom = json!({
         "component": release.component,
         "version": release.version,
         "device_types": release.device_types,
     });
+    if let Some(go_live) = release.go_live {
+        custom["go_live"] = json!(go_live);
+    }
     ferry_artifact::tuf::target_file(
         &release.target_name,
         release.length,
@@ -75,13 +79,21 @@ pub fn delta_target_entry(delta: &DeltaRecord) -> TargetFile {
     ferry_artifact::tuf::target_file(&delta.target_name, delta.length, &delta.sha256, custom)
 }
 
-/// The target entries of all `releases` and their delta packages, keyed by target name.
+/// The target entries of all `releases` and their delta packages, keyed by target name (a
+/// delta carries its release's go-live time too).
 pub fn targets_of(releases: &[ReleaseRecord]) -> BTreeMap<String, TargetFile> {
     releases
         .iter()
         .flat_map(|r| {
-            std::iter::once((r.target_name.clone(), target_entry(r)))
-                .chain(r.deltas.iter().map(|d| (d.target_name.clone(), delta_target_entry(d))))
+            std::iter::once((r.target_name.clone(), target_entry(r))).chain(r.deltas.iter().map(
+                |d| {
+                    let mut entry = delta_target_entry(d);
+                    if let (Some(go_live), Some(custom)) = (r.go_live, entry.custom.as_object_mut()) {
+                        custom.insert("go_live".into(), json!(go_live));
+                    }
+                    (d.target_name.clone(), entry)
+                },
+            ))
         })
         .collect()
 }
@@ -186,12 +198,26 @@ impl TufRepo {
             .map_err(|e| AppError::store(&format!("reading TUF metadata {name}"), e))
     }
 
-    /// Publishes new targets metadata listing exactly `releases` (new targets, snapshot, timestamp).
+    /// The targets of `releases` plus the firmware metadata documents in the registry.
+    async fn wanted(&self, releases: &[ReleaseRecord]) -> AppResult<BTreeMap<String, TargetFile>> {
+        let mut targets = targets_of(releases);
+        let firmware = self
+            .registry
+            .all_firmware()
+            .await
+            .map_err(|e| AppError::store("listing firmware metadata", e))?;
+        targets.extend(firmware.iter().map(|(id, bytes)| crate::firmware::target_entry(id, bytes)));
+        Ok(targets)
+    }
+
+    /// Publishes new targets metadata listing exactly `releases` and the registry's firmware
+    /// metadata (new targets, snapshot, timestamp).
     pub async fn publish(&self, releases: &[ReleaseRecord]) -> AppResult<()> {
+        let wanted = self.wanted(releases).await?;
         let mut repo = self.repo.lock().await;
         self.sync(&mut repo).await?;
         let before = repo.files();
-        repo.set_targets(targets_of(releases), Utc::now())
+        repo.set_targets(wanted, Utc::now())
             .map_err(|e| AppError::internal("publishing TUF targets", e))?;
         self.persist(&before, &repo).await?;
         tracing::info!(targets = releases.len(), "published TUF targets");
@@ -201,7 +227,7 @@ impl TufRepo {
     /// Publishes targets when the stored ones differ from `releases` (a crash between
     /// registering a release and publishing its metadata).
     pub async fn reconcile(&self, releases: &[ReleaseRecord]) -> AppResult<()> {
-        let wanted = targets_of(releases);
+        let wanted = self.wanted(releases).await?;
         let current = {
             let mut repo = self.repo.lock().await;
             self.sync(&mut repo).await?;

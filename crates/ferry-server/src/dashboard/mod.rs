@@ -140,7 +140,8 @@ async fn live_view(state: &AppState, notice: Option<String>) -> AppResult<Live> 
     }
     let now = now_ms();
     let fleet = view::fleet(&devices, &reports, &delta_records, now);
-    let rollouts = view::rollouts(&releases, &devices, &reports, now);
+    let mut rollouts = view::rollouts(&releases, &devices, &reports, now);
+    view::attach_waves(&mut rollouts, &crate::rollouts::statuses(state).await?, now);
     let alerts = view::alerts(&archived_alerts, &releases, now);
     Ok(Live {
         totals: view::totals(&fleet, &rollouts, &alerts),

@@ -56,6 +56,8 @@ pub struct RolloutRow {
     pub percent: u32,
     /// Delta packages built to this release, e.g. `from 1.0.0 (8,460 B)`.
     pub deltas: Vec<String>,
+    /// Its staged rollout's waves, e.g. `canary: 2/2 installed, open`; empty without a plan.
+    pub waves: Vec<String>,
 }
 
 /// One failed upgrade attempt.
@@ -277,12 +279,43 @@ pub fn rollouts(releases: &[ReleaseRecord], devices: &[DeviceRecord], reports: &
                 failed,
                 percent,
                 deltas,
+                waves: Vec::new(),
             };
             (r.component, r.version.clone(), row)
         })
         .collect();
     rows.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
     rows.into_iter().map(|(_, _, row)| row).collect()
+}
+
+/// Adds staged-rollout progress to the rows of releases that have a plan; a rollout halted by
+/// its failure threshold shows as halted with the reason.
+pub fn attach_waves(rows: &mut [RolloutRow], plans: &[crate::rollouts::RolloutStatus], now: u64) {
+    for p in plans {
+        let Some(row) = rows
+            .iter_mut()
+            .find(|r| r.component == p.record.component.as_str() && r.version == p.record.version.to_string())
+        else {
+            continue;
+        };
+        row.waves = p
+            .waves
+            .iter()
+            .map(|w| {
+                let open = match w.opened_at {
+                    Some(at) => format!("open since {}", ago(Some(at), now)),
+                    None => "waiting".to_string(),
+                };
+                format!("{}: {}/{} installed, {open}", w.name, w.succeeded, w.members)
+            })
+            .collect();
+        if let Some(halt) = &p.record.halted {
+            row.halted = true;
+            row.state = format!("halted by failure threshold: {}", halt.reason);
+        } else if let Some(at) = p.next_opens_at {
+            row.state = format!("{}; next wave opens {}", row.state, in_future(at, now));
+        }
+    }
 }
 
 /// Failed attempts, newest first, at most `limit`.

@@ -10,7 +10,8 @@ use ferry_core::api::{
 use reqwest::StatusCode;
 use serde_json::json;
 
-fn unsafe_alert(device: &str, version: &str) -> SecurityAlert {
+/// An alert from `device` that its preflight found `version` unsafe (an outbound connection).
+pub fn unsafe_alert(device: &str, version: &str) -> SecurityAlert {
     SecurityAlert {
         device_id: dev(device),
         component: Component::Main,

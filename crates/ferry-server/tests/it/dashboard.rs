@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use ferry_core::Component;
-use ferry_core::api::{AlertFinding, CheckinResponse, SecurityAlert};
+use ferry_core::api::{CheckinResponse, SecurityAlert};
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, SET_COOKIE};
 
@@ -32,22 +32,8 @@ async fn get_with(s: &TestServer, path: &str, cookie: Option<&str>) -> (StatusCo
     (resp.status(), resp.text().await.unwrap())
 }
 
-pub fn alert_for(device: &str, version: &str) -> SecurityAlert {
-    SecurityAlert {
-        device_id: dev(device),
-        component: Component::Main,
-        version: ver(version),
-        stage: "sandbox".into(),
-        findings: vec![AlertFinding {
-            severity: "critical".into(),
-            rule: "sandbox/outbound-connection".into(),
-            location: "/usr/bin/app".into(),
-            message: "connected to 203.0.113.9:443 during rehearsal".into(),
-        }],
-        evidence: vec![],
-        detected_at: 1,
-    }
-}
+/// The alert the dashboard tests post (the alerts tests' own).
+pub use crate::alerts::unsafe_alert as alert_for;
 
 pub async fn post_alert(s: &TestServer, token: &str, alert: &SecurityAlert) {
     let resp = s.client.post(format!("{}/api/v1/alerts", s.url)).bearer_auth(token).json(alert).send().await.unwrap();
@@ -112,7 +98,7 @@ async fn signed_in_dashboard_shows_devices_versions_rollouts_failures_and_alerts
         "id=\"release-main-1.1.0\"",
         "halted by alert #",
         "1/2 (50 %)",
-        "connected to 203.0.113.9:443 during rehearsal",
+        "the candidate connected to 203.0.113.9:443 during rehearsal",
         "Resume rollout",
         "/dashboard/assets/htmx.min.js",
     ] {
