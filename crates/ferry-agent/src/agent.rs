@@ -241,6 +241,11 @@ impl Agent {
     }
 
     fn version_for_checkin(&self, component: Component) -> Version {
+        if component == Component::Main
+            && let Some(patched) = self.live_patched_version()
+        {
+            return patched;
+        }
         match self.current_version(component) {
             Ok(v) => v,
             Err(e) => {
@@ -307,6 +312,17 @@ impl Agent {
     /// Runs [`Agent::run_once`] on the configured schedule, forever (errors are logged and the
     /// next check-in is tried). Returns only if the schedule cannot be used.
     pub async fn run_forever(mut self) -> Result<()> {
+        let mut push = match &self.config.push {
+            Some(p) => Some(
+                crate::push::PushListener::start(p, self.config.device_id.as_str(), &self.config.device_type)
+                    .map_err(|e| crate::config::ConfigError::Invalid {
+                        path: "<in-process>".into(),
+                        key: "push",
+                        message: e.to_string(),
+                    })?,
+            ),
+            None => None,
+        };
         loop {
             match self.run_once().await {
                 Ok(summary) => tracing::info!("check-in done: {}", summary.to_string().trim_end()),
@@ -323,7 +339,20 @@ impl Agent {
                     message: e.to_string(),
                 })?;
             tracing::info!("next check-in in {} s", next.saturating_sub(now));
-            tokio::time::sleep(Duration::from_secs(next.saturating_sub(now))).await;
+            let scheduled = tokio::time::sleep(Duration::from_secs(next.saturating_sub(now)));
+            match (&mut push, &self.config.push) {
+                (Some(listener), Some(cfg)) => {
+                    tokio::select! {
+                        () = scheduled => {}
+                        nudge = listener.next() => {
+                            let wait = ferry_core::push::jitter_ms(cfg.jitter_ms, rand::random::<u64>());
+                            tracing::info!(reason = %nudge.reason, "pushed: checking in after {wait} ms of jitter");
+                            tokio::time::sleep(Duration::from_millis(wait)).await;
+                        }
+                    }
+                }
+                _ => scheduled.await,
+            }
         }
     }
 
@@ -366,7 +395,9 @@ impl Agent {
                     .iter()
                     .any(|f| f.record.component == offer.component);
                 let running = self.slot(offer.component).current_version().ok().flatten();
-                if failed || running.as_ref() != Some(&delta.from_version) {
+                // A release that goes through the preflight must arrive as the full package.
+                let preflight = crate::preflight::enabled(&self.config, offer.component);
+                if failed || preflight || running.as_ref() != Some(&delta.from_version) {
                     return Ok(Some((offer, None)));
                 }
                 let from = delta.from_version.clone();
@@ -523,6 +554,11 @@ impl Agent {
             // The server went away mid-check: nothing was refused; try again next run.
             return Err(e);
         }
+        if let Err(e @ AgentError::NotLiveYet { .. }) = &prepared {
+            // Signed go-live still ahead by this device's clock: nothing fetched, ask again later.
+            self.store.log(&e.to_string());
+            return Ok(crate::preflight::not_live_summary(&offer, from, delta_from, e.to_string()));
+        }
         self.advance(Event::Begin(pending))?;
         if let Err(e) = prepared {
             self.store.log(&format!("refused: {e}"));
@@ -563,6 +599,7 @@ impl Agent {
             .refresh_target(&self.api, &offer.metadata_base_url, now, &offer.target_name)
             .await?;
         let target = TufClient::lookup_found(&set, found.as_ref(), offer)?;
+        crate::preflight::check_go_live(self, offer, target.go_live, now)?;
         track.tuf_fresh = true;
         self.store.log(&format!(
             "TUF: {} is {} bytes, sha256 {}",
@@ -604,6 +641,9 @@ impl Agent {
             let Some(pending) = state.pending().cloned() else {
                 return Ok(None);
             };
+            if self.live_patch_step(&state, &pending).await? {
+                continue;
+            }
             match &state {
                 InstallState::Idle => return Ok(None),
                 InstallState::Downloading { done, .. } => {
@@ -618,7 +658,11 @@ impl Agent {
                         )));
                     }
                 }
-                InstallState::Verified { .. } => self.step_backup(&pending).await?,
+                InstallState::Verified { .. } => {
+                    if !self.step_preflight(&pending, track).await? {
+                        self.step_backup(&pending).await?
+                    }
+                }
                 InstallState::BackedUp { .. } => self.step_install(&pending).await?,
                 InstallState::Switched { .. } => self.step_switched(&pending, track).await?,
                 InstallState::RolledBack { .. } if state.rollback_unfinished() => {
@@ -979,6 +1023,7 @@ impl Agent {
         {
             tracing::warn!("cleanup: {e}");
         }
+        crate::preflight::discard(self.store.dir(), pending);
         let _ = self.store.clear_log();
     }
 }

@@ -159,6 +159,37 @@ impl ApiClient {
         Ok(())
     }
 
+    /// `POST /api/v1/alerts`: a preflight judged a release unsafe; returns the alert's id.
+    pub async fn post_alert(
+        &self,
+        token: &str,
+        alert: &ferry_core::api::SecurityAlert,
+    ) -> Result<i64, AgentError> {
+        let v: serde_json::Value = self.post_json("/api/v1/alerts", Some(token), alert).await?;
+        Ok(v.get("id").and_then(serde_json::Value::as_i64).unwrap_or_default())
+    }
+
+    /// `GET path` on the server with the device credential, at most `limit` bytes.
+    pub async fn get_authed(&self, token: &str, path: &str, limit: u64) -> Result<Vec<u8>, AgentError> {
+        let url = join_url(&self.server_url, path);
+        let resp = self
+            .http
+            .get(&url)
+            .timeout(self.timeout)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| self.transport(&url, e))?;
+        if !resp.status().is_success() {
+            return Err(self.status_error(&url, resp).await);
+        }
+        let bytes = resp.bytes().await.map_err(|e| self.transport(&url, e))?;
+        if bytes.len() as u64 > limit {
+            return Err(self.transport(&url, format!("answer of {} bytes is over the {limit}-byte limit", bytes.len())));
+        }
+        Ok(bytes.to_vec())
+    }
+
     /// `PUT /api/v1/backups/{component}/{version}` with the backup's bytes.
     pub async fn upload_backup(
         &self,

@@ -41,6 +41,78 @@ pub struct AgentConfig {
     pub main: MainConfig,
     /// The upgrader's (this agent's) storage space.
     pub upgrader: UpgraderConfig,
+    /// Secure preflight of main-program releases (`[preflight]`); without it none runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<PreflightConfig>,
+    /// Check-in nudges through an MQTT broker (`[push]`); without it only the schedule runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<crate::push::PushConfig>,
+}
+
+/// `[preflight]`: every main-program release is a vendor package checked before install
+/// (decrypt, vendor signature, unpack, static scan; sandbox rehearsal when `service` is set).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreflightConfig {
+    /// Id of the main program's firmware: its signed metadata (`firmware/{id}.json`) names the
+    /// vendor key and unpack rule.
+    pub firmware: String,
+    /// Payload path inside the release artifact holding the vendor's sealed package.
+    #[serde(default = "default_package")]
+    pub package: PathBuf,
+    /// This device group's secret key file (X25519, `ferry-sandbox` group key format).
+    pub group_key: PathBuf,
+    /// Signed rule database (`<file>` and `<file>.sig`); the built-in rules when unset.
+    #[serde(default)]
+    pub rules: Option<PathBuf>,
+    /// Public keys trusted to sign the rule database (needed with `rules`).
+    #[serde(default)]
+    pub rule_keys: Vec<PathBuf>,
+    /// The production service to rehearse against (`[preflight.service]`); static checks only
+    /// when unset.
+    #[serde(default)]
+    pub service: Option<PreflightServiceConfig>,
+}
+
+fn default_package() -> PathBuf {
+    PathBuf::from("firmware.pkg")
+}
+
+/// `[preflight.service]`: the mirroring proxy in front of production and how the new version
+/// runs in its sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreflightServiceConfig {
+    /// Where clients reach the service: the agent's mirroring proxy listens here.
+    pub front: std::net::SocketAddr,
+    /// Where the production instance (started by `main.start`) listens.
+    pub production: std::net::SocketAddr,
+    /// Program and arguments of the new version, inside its unpacked tree.
+    pub argv: Vec<String>,
+    /// Where the new version listens inside its sandbox (its own network namespace).
+    pub listen: std::net::SocketAddr,
+    /// The device's data directory (the sandbox gets a copy).
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// How long live traffic is mirrored, in milliseconds.
+    #[serde(default = "default_mirror_ms")]
+    pub mirror_period_ms: u64,
+    /// Fewest mirrored requests to judge by.
+    #[serde(default = "default_min_mirrored")]
+    pub min_mirrored: u64,
+    /// How long the new version may take to serve in its sandbox, in milliseconds.
+    #[serde(default = "default_startup_ms")]
+    pub startup_timeout_ms: u64,
+}
+
+fn default_mirror_ms() -> u64 {
+    5_000
+}
+fn default_min_mirrored() -> u64 {
+    10
+}
+fn default_startup_ms() -> u64 {
+    10_000
 }
 
 /// The main program: its storage space and its lifecycle commands.
@@ -64,6 +136,32 @@ pub struct MainConfig {
     /// Pause between health-check tries, in milliseconds.
     #[serde(default = "default_health_interval_ms")]
     pub health_interval_ms: u64,
+    /// Live patching of the running program (`[main.live_patch]`); without it live-patch
+    /// releases are refused and reported as failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_patch: Option<LivePatchConfig>,
+}
+
+/// How the agent finds and live-patches the running main program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LivePatchConfig {
+    /// File holding the running main program's process id (written by its start command).
+    pub pid_file: PathBuf,
+    /// Public keys trusted to sign patch bundles (empty: the `release_keys`).
+    #[serde(default)]
+    pub keys: Vec<PathBuf>,
+    /// After the health check passes, how long the patched process is watched (alive, health
+    /// check every `monitor_interval_ms`) before the patch is confirmed, in seconds.
+    #[serde(default = "default_monitor_secs")]
+    pub monitor_secs: u64,
+    /// Pause between health checks while monitoring, in milliseconds.
+    #[serde(default = "default_health_interval_ms")]
+    pub monitor_interval_ms: u64,
+}
+
+fn default_monitor_secs() -> u64 {
+    5
 }
 
 /// The upgrader (this agent): its storage space.
@@ -199,6 +297,11 @@ impl AgentConfig {
         if let Err(e) = self.schedule.validate() {
             return Err(invalid("schedule", e.to_string()));
         }
+        if let Some(push) = &self.push
+            && let Err(e) = push.validate()
+        {
+            return Err(invalid("push", e.to_string()));
+        }
         if self.http_timeout_secs == 0 {
             return Err(invalid(
                 "http_timeout_secs",
@@ -210,6 +313,34 @@ impl AgentConfig {
                 "main.health_timeout_secs",
                 "must be at least 1 second".into(),
             ));
+        }
+        if let Some(lp) = &self.main.live_patch
+            && lp.pid_file.as_os_str().is_empty()
+        {
+            return Err(invalid(
+                "main.live_patch.pid_file",
+                "must name the file holding the main program's process id".into(),
+            ));
+        }
+        if let Some(pf) = &self.preflight {
+            if !ferry_core::firmware::valid_id(&pf.firmware) {
+                return Err(invalid(
+                    "preflight.firmware",
+                    format!("'{}' is not a firmware id (a-z 0-9 . _ -)", pf.firmware),
+                ));
+            }
+            if pf.rules.is_some() && pf.rule_keys.is_empty() {
+                return Err(invalid(
+                    "preflight.rule_keys",
+                    "list the public keys trusted to sign `preflight.rules`".into(),
+                ));
+            }
+            if pf.service.as_ref().is_some_and(|s| s.argv.is_empty()) {
+                return Err(invalid(
+                    "preflight.service.argv",
+                    "name the program (inside the firmware tree) to run in the sandbox".into(),
+                ));
+            }
         }
         if self.upgrader.self_test_timeout_secs == 0 {
             return Err(invalid(
@@ -302,6 +433,20 @@ dir = "/opt/ferry"
         assert_eq!(c.http_timeout_secs, 30);
         assert_eq!(c.main.health_retries, 3);
         assert!(!c.upload_backups);
+    }
+
+    #[test]
+    fn live_patch_section_parses_with_defaults() {
+        let text = GOOD.replace(
+            "[upgrader]",
+            "[main.live_patch]\npid_file = \"/run/app.pid\"\n\n[upgrader]",
+        );
+        let c = AgentConfig::from_toml_str(&text, Path::new("agent.toml")).unwrap();
+        let lp = c.main.live_patch.unwrap();
+        assert_eq!(lp.pid_file, Path::new("/run/app.pid"));
+        assert!(lp.keys.is_empty());
+        assert_eq!(lp.monitor_secs, 5);
+        assert_eq!(AgentConfig::from_toml_str(GOOD, Path::new("a")).unwrap().main.live_patch, None);
     }
 
     #[test]

@@ -116,6 +116,32 @@ pub enum AgentError {
         /// Why.
         reason: String,
     },
+    /// The release's signed go-live time has not come yet by this device's clock.
+    #[error(
+        "device {device}: not installing {component} {version} yet: its signed go-live time is {go_live} (Unix ms), this device's clock says {now}"
+    )]
+    NotLiveYet {
+        /// This device.
+        device: String,
+        /// Component offered.
+        component: Component,
+        /// Version offered.
+        version: Version,
+        /// Signed go-live (Unix ms).
+        go_live: u64,
+        /// The device's clock (Unix ms).
+        now: u64,
+    },
+    /// The secure preflight could not run or refused the release.
+    #[error("preflight of {component} {version}: {reason}")]
+    Preflight {
+        /// Component.
+        component: Component,
+        /// Version.
+        version: Version,
+        /// What failed and what to do.
+        reason: String,
+    },
     /// A storage space is not in the expected layout.
     #[error("storage space {dir}: {reason}")]
     Slot {

@@ -164,7 +164,9 @@ impl Agent {
     /// running one and the verified delta package.
     fn unpack_or_apply(&self, slot: &Slot, p: &Pending, download: &Path) -> Result<()> {
         match &p.delta_from {
-            None => slot.install(download, &self.keys, &p.to_version),
+            None => slot
+                .install(download, &self.keys, &p.to_version)
+                .and_then(|()| crate::preflight::place_firmware(self.store.dir(), slot, p)),
             Some(from) => {
                 let verified = crate::delta::open_verified(download, &self.keys, p, &self.config.device_type)?;
                 crate::delta::install(slot, &self.config.device_id, p, from, &verified)

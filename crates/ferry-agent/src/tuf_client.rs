@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 /// Largest metadata file the agent accepts (endless-data protection).
 pub const METADATA_LIMIT: u64 = 4 * 1024 * 1024;
 /// Most root versions the agent applies in one refresh (as [`crate::tuf_updater::UpdaterConfig`]).
-pub const MAX_ROOT_ROTATIONS: u64 = 32;
+pub const MAX_ROOT_ROTATIONS: u64 = 256;
 
 /// TUF metadata could not be fetched, verified, or did not vouch for the offer.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +89,8 @@ pub struct VerifiedTarget {
     pub sha256: String,
     /// Path to fetch under the file service (`main/HASH.1.2.0.ferry` with consistent snapshots).
     pub fetch_path: String,
+    /// Signed go-live time (`custom.go_live`, Unix ms): not to be installed earlier.
+    pub go_live: Option<u64>,
 }
 
 /// The device's TUF metadata store and refresh workflow.
@@ -262,11 +264,18 @@ impl TufClient {
         } else {
             name.clone()
         };
+        let go_live = match custom.get("go_live") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(v.as_u64().ok_or_else(|| {
+                mismatch("custom.go_live", v.to_string(), "a time in Unix ms".into())
+            })?),
+        };
         Ok(VerifiedTarget {
             name: name.clone(),
             length,
             sha256,
             fetch_path,
+            go_live,
         })
     }
 }

@@ -30,11 +30,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Limits of one update session (python-tuf's `UpdaterConfig` defaults, with the root rotation
-/// limit of the tuf-conformance python-tuf client).
+/// Limits of one update session (python-tuf 7's `UpdaterConfig` defaults). A root chain longer
+/// than `max_root_rotations` is followed that far without an error, as python-tuf does; the
+/// next refresh goes on from there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UpdaterConfig {
-    /// Most new root versions applied in one refresh (32).
+    /// Most new root versions applied in one refresh (256, python-tuf's `max_root_rotations`).
     pub max_root_rotations: u64,
     /// Most targets roles visited in one target search (32).
     pub max_delegations: usize,
@@ -53,7 +54,7 @@ pub struct UpdaterConfig {
 impl Default for UpdaterConfig {
     fn default() -> Self {
         UpdaterConfig {
-            max_root_rotations: 32,
+            max_root_rotations: 256,
             max_delegations: MAX_DELEGATIONS,
             root_max_length: 512_000,
             timestamp_max_length: 16_384,

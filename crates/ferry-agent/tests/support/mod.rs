@@ -336,11 +336,14 @@ impl Fixture {
                 health_timeout_secs: 5,
                 health_retries: 3,
                 health_interval_ms: 100,
+                live_patch: None,
             },
             upgrader: UpgraderConfig {
                 dir: base.join("upgrader"),
                 self_test_timeout_secs: 5,
             },
+            preflight: None,
+            push: None,
         }
     }
 }

@@ -382,6 +382,17 @@ def root_rotation_without_new_signature(out):
 
 
 @scenario
+def root_chain_longer_than_the_rotation_limit(out):
+    # python-tuf's UpdaterConfig.max_root_rotations is 256: one refresh applies 2..257 and
+    # stops there without an error; the next one goes on to the newest (259).
+    r = basic(out, data=b"after a long root chain")
+    for _ in range(258):
+        r.bump("root")
+        r.publish_root()
+    r.stage(out, "s0")
+
+
+@scenario
 def timestamp_key_rotation_fast_forward_recovery(out):
     r = basic(out, data=b"before")  # s0 has timestamp v1; s1: a leaked key pushed v1000
     r.timestamp.signed.version = 1000
@@ -676,6 +687,75 @@ def snapshot_with_wrong_type(out):
     r.snapshot_bytes = data
     r.publish_timestamp()
     r.stage(out, "s0")
+
+
+@scenario
+def timestamp_with_wrong_type(out):
+    # timestamp.json is a snapshot document signed by the timestamp key.
+    r = Repo()
+    r.publish_root()
+    r.add_target("app/file.bin", b"x")
+    r.publish_all()
+    fake = Metadata(Snapshot(version=2, expires=LATER))
+    r.files["metadata/timestamp.json"] = r.sign(fake, r.signers["timestamp"])
+    r.stage(out, "s0")
+
+
+@scenario
+def targets_with_wrong_type(out):
+    # 1.targets.json is a snapshot document signed by the targets key (snapshot lists it).
+    r = Repo()
+    r.publish_root()
+    fake = Metadata(Snapshot(version=1, expires=LATER))
+    data = r.sign(fake, r.signers["targets"])
+    r.files["metadata/1.targets.json"] = r.files["metadata/targets.json"] = data
+    r.publish_snapshot()
+    r.publish_timestamp()
+    r.stage(out, "s0")
+
+
+@scenario
+def snapshot_version_differs_from_timestamp(out):
+    # Timestamp lists snapshot v1; the file served as 1.snapshot.json says version 2.
+    r = Repo()
+    r.publish_root()
+    r.add_target("app/file.bin", b"x")
+    r.publish_targets("targets")
+    r.bump("snapshot")
+    data = r.publish_snapshot()
+    r.files["metadata/1.snapshot.json"] = data
+    r.publish_timestamp(snapshot_meta=MetaFile(version=1))
+    r.stage(out, "s0")
+
+
+@scenario
+def targets_version_differs_from_snapshot(out):
+    # Snapshot lists targets v2; the file served as 2.targets.json says version 1.
+    r = Repo()
+    r.publish_root()
+    r.add_target("app/file.bin", b"x")
+    data = r.publish_targets("targets")
+    r.files["metadata/2.targets.json"] = data
+    r.publish_snapshot(meta={"targets.json": MetaFile(version=2)})
+    r.publish_timestamp()
+    r.stage(out, "s0")
+
+
+@scenario
+def root_rotation_signed_by_part_of_the_old_threshold(out):
+    # Root v1 has two keys, threshold 2; v2 is signed by one of them and by its new keys.
+    r = Repo()
+    r.rotate("root", [gen(), gen()], threshold=2)
+    r.publish_root()
+    r.add_target("app/file.bin", b"x")
+    r.publish_all()
+    r.stage(out, "s0")
+    old = r.signers["root"]
+    new = [gen()]
+    r.rotate("root", new)
+    r.bump("root")
+    r.publish_root(signers=old[:1] + new)
+    r.stage(out, "s1")
 
 
 @scenario
