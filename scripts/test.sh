@@ -11,8 +11,9 @@ if ! "$PY" -c 'import tuf, moto' 2>/dev/null; then
     || echo "WARNING: pip install failed; interop and S3 tests will skip (or fail under FERRY_REQUIRE_SERVICES=1)"
 fi
 
-# Debian packages the tests drive for real: Chromium + ChromeDriver (dashboard browser test).
-APT_PACKAGES="chromium chromium-driver"
+# Debian packages the tests drive for real: Chromium + ChromeDriver (dashboard browser test),
+# faketime (the TUF client reads the clock through libc), busybox-static (sandbox test firmware).
+APT_PACKAGES="chromium chromium-driver faketime busybox-static"
 missing=""
 for pkg in $APT_PACKAGES; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
@@ -25,6 +26,12 @@ if [ -n "$missing" ]; then
   else
     echo "WARNING: not root; install$missing by hand or the tests needing them skip (or fail under FERRY_REQUIRE_SERVICES=1)"
   fi
+fi
+
+# The QEMU sandbox backend's guest: qemu-system-x86, busybox-static and a Debian kernel
+# (downloaded and unpacked, never installed into this host).
+if [ "$(id -u)" = 0 ]; then
+  bash scripts/fetch-qemu-guest.sh || echo "WARNING: QEMU guest not prepared; QEMU sandbox tests will skip (or fail under FERRY_REQUIRE_SERVICES=1)"
 fi
 
 export FERRY_TEST_S3_ENDPOINT=${FERRY_TEST_S3_ENDPOINT:-http://127.0.0.1:9000}
