@@ -39,6 +39,9 @@ enum Command {
     /// Demonstrations of single capabilities, with their figures.
     #[command(subcommand)]
     Demo(cmd::demo::Command),
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(cmd::bench::Command),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Delta(c) => cmd::delta::run(c),
         Command::Patch(c) => cmd::patch::run(c),
         Command::Demo(c) => cmd::demo::run(c),
+        Command::Bench(c) => cmd::bench::run(c),
     };
     match result {
         Ok(code) => code,

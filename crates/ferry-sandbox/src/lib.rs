@@ -22,6 +22,7 @@
 
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod demo;
 pub mod envelope;
 pub mod gate;

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod artifact;
+pub mod bench;
 pub mod delta;
 pub mod demo;
 pub mod demo_preflight;
