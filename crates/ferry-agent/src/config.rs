@@ -387,11 +387,9 @@ impl AgentConfig {
     }
 }
 
+/// A minimal valid `agent.toml`, for tests here and in other modules.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOOD: &str = r#"
+pub(crate) const TEST_CONFIG: &str = r#"
 server_url = "http://127.0.0.1:8080"
 device_id = "356938035643809"
 device_type = "gw-arm64"
@@ -410,6 +408,13 @@ health_check = "./health.sh"
 [upgrader]
 dir = "/opt/ferry"
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = TEST_CONFIG;
+
 
     #[test]
     fn the_shipped_example_parses() {

@@ -635,25 +635,7 @@ mod tests {
     use super::*;
     use ferry_core::firmware::{HardwareInterface, InterfaceKind};
 
-    const BASE: &str = r#"
-server_url = "http://127.0.0.1:8080"
-device_id = "356938035643809"
-device_type = "gw"
-enrollment_token = "fleet-secret-0123456789"
-state_dir = "/var/lib/ferry-agent"
-trusted_root = "/etc/ferry/root.json"
-release_keys = ["/etc/ferry/release.pub"]
-schedule = { kind = "interval", every_secs = 300, jitter_secs = 30 }
-
-[main]
-dir = "/opt/app"
-start = "./start.sh"
-stop = "./stop.sh"
-health_check = "./health.sh"
-
-[upgrader]
-dir = "/opt/ferry"
-"#;
+    const BASE: &str = crate::config::TEST_CONFIG;
 
     #[test]
     fn preflight_section_parses_with_defaults_and_enables_main_only() {

@@ -69,6 +69,28 @@ pub struct SandboxSpec {
     pub stubs: Vec<HardwareStub>,
 }
 
+impl SandboxSpec {
+    /// Checks what every backend needs (a program, a root directory, a fresh work directory);
+    /// the root filesystem's canonical path.
+    pub fn checked_rootfs(&self) -> Result<PathBuf, SandboxError> {
+        if self.argv.is_empty() {
+            return Err(SandboxError::BadSpec("argv is empty".into()));
+        }
+        let rootfs = std::fs::canonicalize(&self.rootfs)
+            .map_err(SandboxError::io(&self.rootfs, "open the root filesystem"))?;
+        if !rootfs.is_dir() {
+            return Err(SandboxError::BadSpec(format!("{} is not a directory", rootfs.display())));
+        }
+        if self.work_dir.exists() {
+            return Err(SandboxError::BadSpec(format!(
+                "work directory {} already exists",
+                self.work_dir.display()
+            )));
+        }
+        Ok(rootfs)
+    }
+}
+
 /// Resource limits applied through cgroups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceLimits {

@@ -130,23 +130,8 @@ impl Sandbox for NamespaceSandbox {
     }
 
     fn start(&self, spec: &SandboxSpec) -> Result<SandboxChild, SandboxError> {
-        let Some(program) = spec.argv.first() else {
-            return Err(SandboxError::BadSpec("argv is empty".into()));
-        };
-        let rootfs = std::fs::canonicalize(&spec.rootfs)
-            .map_err(SandboxError::io(&spec.rootfs, "open the root filesystem"))?;
-        if !rootfs.is_dir() {
-            return Err(SandboxError::BadSpec(format!(
-                "{} is not a directory",
-                rootfs.display()
-            )));
-        }
-        if spec.work_dir.exists() {
-            return Err(SandboxError::BadSpec(format!(
-                "work directory {} already exists",
-                spec.work_dir.display()
-            )));
-        }
+        let rootfs = spec.checked_rootfs()?;
+        let program = &spec.argv[0];
         traversable(&rootfs)?;
         std::fs::create_dir_all(&spec.work_dir).map_err(SandboxError::io(
             &spec.work_dir,

@@ -268,23 +268,7 @@ impl Sandbox for QemuSandbox {
     }
 
     fn start(&self, spec: &SandboxSpec) -> Result<SandboxChild, SandboxError> {
-        if spec.argv.is_empty() {
-            return Err(SandboxError::BadSpec("argv is empty".into()));
-        }
-        let rootfs = std::fs::canonicalize(&spec.rootfs)
-            .map_err(SandboxError::io(&spec.rootfs, "open the root filesystem"))?;
-        if !rootfs.is_dir() {
-            return Err(SandboxError::BadSpec(format!(
-                "{} is not a directory",
-                rootfs.display()
-            )));
-        }
-        if spec.work_dir.exists() {
-            return Err(SandboxError::BadSpec(format!(
-                "work directory {} already exists",
-                spec.work_dir.display()
-            )));
-        }
+        let rootfs = spec.checked_rootfs()?;
         if !spec.stubs.is_empty() {
             return Err(SandboxError::BadSpec(
                 "the QEMU backend does not provide hardware stubs; use the namespace backend"
