@@ -628,3 +628,27 @@ fn agent_futures_are_send(mut agent: ferry_agent::Agent) {
     send(&agent.bootstrap(Component::Main, std::path::Path::new("x.ferry")));
     send(&agent.run_forever());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_trusting_the_factory_root_updates_after_every_server_key_is_rotated() {
+    let fx = Fixture::start(ServerOptions::default()).await;
+    let device = factory_device(&fx, "dev-rotated").await;
+    let resp = fx
+        .http
+        .post(format!("{}/api/v1/tuf/rotate", fx.url))
+        .bearer_auth(support::OPERATOR_TOKEN)
+        .json(&serde_json::json!({"roles": ["root", "targets", "snapshot", "timestamp"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::OK, "{}", resp.text().await.unwrap());
+    fx.upload(&fx.main_release("1.1.0", true)).await;
+
+    let summary = device.agent().run_once().await.unwrap();
+    assert_eq!(summary.attempts.len(), 1, "{summary}");
+    assert_eq!(summary.attempts[0].outcome, AttemptOutcome::Success, "{summary}");
+    assert_eq!(device.current_main(), Some(v("1.1.0")));
+    let root = std::fs::read(device.config.state_dir.join("tuf/root.json")).expect("the agent keeps its trusted root");
+    let root: serde_json::Value = serde_json::from_slice(&root).unwrap();
+    assert_eq!(root["signed"]["version"], 2, "the agent now trusts the rotated root");
+}

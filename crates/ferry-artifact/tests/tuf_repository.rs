@@ -254,6 +254,26 @@ fn from_files_refuses_tampered_metadata() {
 }
 
 #[test]
+fn rotating_only_the_timestamp_key_keeps_one_root_signature_and_clients_follow() {
+    let mut f = Fixture::new();
+    let mut new_keys = f.keys.clone();
+    new_keys.timestamp = ferry_artifact::keys::SigningKey::generate();
+    f.repo.rotate_keys(new_keys.clone(), t0());
+    let files = f.repo.files();
+    let sigs = signatures_of(&files["2.root.json"]);
+    assert_eq!(sigs.len(), 1, "the kept root key signs the new root once");
+    assert_eq!(sigs[0]["keyid"].as_str().unwrap(), f.keys.root.key_id());
+    load_all(&files, &f.repo, t0())
+        .verify_target_data(TARGET, TARGET_DATA)
+        .unwrap();
+    Repository::from_files(new_keys, Expiry::default(), files.clone()).unwrap();
+    assert!(
+        Repository::from_files(f.keys.clone(), Expiry::default(), files).is_err(),
+        "the old timestamp key no longer signs this repository"
+    );
+}
+
+#[test]
 fn rotate_keys_signs_the_new_root_with_old_and_new_root_keys() {
     let mut f = Fixture::new();
     let new_keys = RepoKeys::generate();

@@ -137,6 +137,7 @@ pub fn router(state: AppState) -> Router {
                 put(device_api::put_backup),
             )
             .route("/tuf/{file}", get(tuf_repo::get_metadata))
+            .route("/api/v1/tuf/rotate", post(tuf_repo::rotate_keys))
             .route(
                 "/api/v1/releases",
                 post(releases::upload).get(releases::list),

@@ -20,6 +20,25 @@ use tokio::sync::Mutex;
 pub struct TufRepo {
     repo: Mutex<Repository>,
     registry: Arc<dyn Registry>,
+    keys_dir: std::path::PathBuf,
+}
+
+/// What a key rotation did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Rotation {
+    /// Version of the new root (listing the new keys).
+    pub root_version: u64,
+    /// Roles that got a new key, with the new key ids.
+    pub rotated: BTreeMap<String, String>,
+    /// Where the retired keys were moved (keep them until every device has the new root).
+    pub retired_keys_dir: String,
+}
+
+/// `<keys_dir>.next`: the new keys of a rotation, written before its metadata is stored.
+fn next_keys_dir(keys_dir: &Path) -> std::path::PathBuf {
+    let mut name = keys_dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".next");
+    keys_dir.with_file_name(name)
 }
 
 /// Loads the repository keys, generating and saving a fresh set when `dir` does not exist yet.
@@ -35,6 +54,18 @@ pub fn load_or_generate_keys(dir: &Path) -> anyhow::Result<RepoKeys> {
         .with_context(|| format!("saving new TUF repository keys to {}", dir.display()))?;
     tracing::warn!(keys_dir = %dir.display(), "generated new TUF repository keys; back them up (devices trust this root)");
     Ok(keys)
+}
+
+/// Moves `keys_dir` aside as `<keys_dir>.retired-<n>` (first free n); the new name.
+fn retire_keys(keys_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let base = keys_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let target = (1..)
+        .map(|n| keys_dir.with_file_name(format!("{base}.retired-{n}")))
+        .find(|p| !p.exists())
+        .expect("some retired-N name is free");
+    std::fs::rename(keys_dir, &target)
+        .with_context(|| format!("moving the old TUF keys {} to {}", keys_dir.display(), target.display()))?;
+    Ok(target)
 }
 
 /// Whether `name` is a metadata file name the repository can hold.
@@ -116,11 +147,27 @@ fn changed(
 impl TufRepo {
     /// Loads the repository from the registry, or initialises and persists a new one.
     pub async fn open(registry: Arc<dyn Registry>, keys_dir: &Path) -> anyhow::Result<TufRepo> {
-        let keys = load_or_generate_keys(keys_dir)?;
+        let mut keys = load_or_generate_keys(keys_dir)?;
         let stored = registry
             .all_metadata()
             .await
             .context("reading TUF metadata from the registry")?;
+        // A rotation that stored its metadata but stopped before swapping the key directories
+        // left the new keys in `<keys_dir>.next`: finish it.
+        let next = next_keys_dir(keys_dir);
+        if !stored.is_empty() && next.exists() {
+            let files: BTreeMap<String, Vec<u8>> = stored.iter().cloned().collect();
+            if Repository::from_files(keys.clone(), Expiry::default(), files.clone()).is_err()
+                && let Ok(new_keys) = RepoKeys::load_dir(&next)
+                && Repository::from_files(new_keys.clone(), Expiry::default(), files).is_ok()
+            {
+                let retired = retire_keys(keys_dir)?;
+                std::fs::rename(&next, keys_dir)
+                    .with_context(|| format!("moving the new TUF keys {} into place", next.display()))?;
+                tracing::warn!(retired = %retired.display(), "finished an interrupted TUF key rotation");
+                keys = new_keys;
+            }
+        }
         let repo = if stored.is_empty() {
             let repo = Repository::new(keys, Expiry::default(), Utc::now());
             registry
@@ -137,6 +184,7 @@ impl TufRepo {
         Ok(TufRepo {
             repo: Mutex::new(repo),
             registry,
+            keys_dir: keys_dir.to_path_buf(),
         })
     }
 
@@ -224,6 +272,46 @@ impl TufRepo {
         Ok(())
     }
 
+    /// Gives `roles` new keys: root v(N+1) lists them, signed by the old and the new root key,
+    /// and every role is re-signed. The new keys are saved to `<keys_dir>.next` before the
+    /// metadata is stored and swapped into `keys_dir` after (the old directory is kept as
+    /// `<keys_dir>.retired-N`); a crash in between is finished at the next start.
+    /// Other instances sharing the registry need the new `keys_dir` copied to them.
+    pub async fn rotate(&self, roles: &[ferry_artifact::tuf::Role]) -> AppResult<Rotation> {
+        use ferry_artifact::keys::SigningKey;
+        use ferry_artifact::tuf::Role;
+        let mut repo = self.repo.lock().await;
+        self.sync(&mut repo).await?;
+        let before = repo.files();
+        let mut keys = repo.keys().clone();
+        let mut rotated = BTreeMap::new();
+        for role in roles {
+            let key = SigningKey::generate();
+            rotated.insert(role.as_str().to_string(), key.key_id().to_string());
+            match role {
+                Role::Root => keys.root = key,
+                Role::Targets => keys.targets = key,
+                Role::Snapshot => keys.snapshot = key,
+                Role::Timestamp => keys.timestamp = key,
+            }
+        }
+        let next = next_keys_dir(&self.keys_dir);
+        let io = |what: &str, e: &dyn std::fmt::Display| AppError::internal(&format!("TUF key rotation: {what}"), e);
+        if next.exists() {
+            std::fs::remove_dir_all(&next).map_err(|e| io(&format!("removing stale {}", next.display()), &e))?;
+        }
+        keys.save_dir(&next).map_err(|e| io(&format!("saving new keys to {}", next.display()), &e))?;
+        let mut rotated_repo = repo.clone();
+        rotated_repo.rotate_keys(keys, Utc::now());
+        self.persist(&before, &rotated_repo).await?;
+        *repo = rotated_repo;
+        let retired = retire_keys(&self.keys_dir).map_err(|e| io("retiring the old keys", &e))?;
+        std::fs::rename(&next, &self.keys_dir).map_err(|e| io("moving the new keys into place", &e))?;
+        let root_version = repo.root().version;
+        tracing::warn!(root_version, ?rotated, retired = %retired.display(), "rotated TUF repository keys");
+        Ok(Rotation { root_version, rotated, retired_keys_dir: retired.display().to_string() })
+    }
+
     /// Publishes targets when the stored ones differ from `releases` (a crash between
     /// registering a release and publishing its metadata).
     pub async fn reconcile(&self, releases: &[ReleaseRecord]) -> AppResult<()> {
@@ -239,6 +327,36 @@ impl TufRepo {
         tracing::warn!("TUF targets differ from registered releases; republishing");
         self.publish(releases).await
     }
+}
+
+/// `POST /api/v1/tuf/rotate` body.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// Roles to give new keys: any of `root`, `targets`, `snapshot`, `timestamp`.
+    pub roles: Vec<String>,
+}
+
+/// `POST /api/v1/tuf/rotate`: rotates the named roles' keys (operator).
+pub async fn rotate_keys(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    _op: crate::auth::OperatorAuth,
+    crate::body::ApiJson(req): crate::body::ApiJson<RotateRequest>,
+) -> AppResult<axum::Json<Rotation>> {
+    use ferry_artifact::tuf::Role;
+    let hint = "name the roles to rotate: any of root, targets, snapshot, timestamp";
+    if req.roles.is_empty() {
+        return Err(AppError::bad_request(hint));
+    }
+    let mut roles = Vec::new();
+    for name in &req.roles {
+        let role = Role::from_name(name)
+            .ok_or_else(|| AppError::bad_request(format!("unknown TUF role '{name}': {hint}")))?;
+        if !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    Ok(axum::Json(state.tuf()?.rotate(&roles).await?))
 }
 
 /// `GET /tuf/{file}`: serves one metadata file (no auth: metadata is signed and public).

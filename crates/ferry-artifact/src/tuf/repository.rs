@@ -258,9 +258,10 @@ impl Repository {
         root_due || timestamp_due
     }
 
-    /// Rotates every repository key: root v(N+1) lists `new_keys` and is signed by both the old
-    /// and the new root key (so clients trusting v N accept it); targets, snapshot and timestamp
-    /// are re-signed with the new keys under new versions.
+    /// Rotates repository keys: root v(N+1) lists `new_keys` and is signed by both the old and
+    /// the new root key (once when the root key is kept), so clients trusting v N accept it;
+    /// targets, snapshot and timestamp are re-signed with their keys under new versions. Keys
+    /// kept from the old set simply appear again in `new_keys`.
     pub fn rotate_keys(&mut self, new_keys: RepoKeys, now: DateTime<Utc>) {
         let now = whole_seconds(now);
         let old_root_key = self.keys.root.clone();
@@ -337,7 +338,8 @@ impl Repository {
 
     fn publish_root(&mut self, previous_root_key: Option<&SigningKey>) {
         let mut signers = vec![&self.keys.root];
-        signers.extend(previous_root_key);
+        // An unchanged root key signs once (a key id twice is malformed for some clients).
+        signers.extend(previous_root_key.filter(|k| k.key_id() != self.keys.root.key_id()));
         let bytes = sign_metadata(&to_json(&self.root), &signers);
         self.files.insert(
             Role::Root.versioned_file_name(self.root.version),

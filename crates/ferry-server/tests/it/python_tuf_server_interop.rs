@@ -147,6 +147,18 @@ async fn python_ngclient_refreshes_and_downloads_releases_from_a_ferry_server() 
         result["timestamp_version"],
         again["timestamp_version"]
     );
+
+    // Every key rotated on the server: python-tuf, still trusting root v1's keys, follows the
+    // root chain (v2 signed by the old and the new root key) and verifies the new release.
+    let resp = s
+        .op_post("/api/v1/tuf/rotate", serde_json::json!({"roles": ["root", "targets", "snapshot", "timestamp"]}))
+        .await;
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
+    let third = s.release(Component::Main, "1.2.0", 10_000).await;
+    let rotated = stdout_json(&py.fetch("main/1.2.0.ferry", Some(&token)).await);
+    assert_eq!(rotated["root_version"], 2, "python-tuf moved to the rotated root");
+    assert_eq!(rotated["sha256"], sha256_hex(&third).as_str());
+    assert_eq!(std::fs::read(rotated["path"].as_str().unwrap()).unwrap(), third);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
