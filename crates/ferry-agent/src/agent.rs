@@ -465,7 +465,27 @@ impl Agent {
         }
     }
 
+    /// Sends security alerts an earlier run could not deliver.
+    async fn send_pending_alerts(&mut self) {
+        for (path, alert) in crate::alerts::pending(self.store.dir()) {
+            let sent = match self.token().await {
+                Ok(token) => self.api.post_alert(&token, &alert).await,
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(id) => {
+                    tracing::warn!(alert = id, component = %alert.component, version = %alert.version, "kept security alert delivered");
+                    if let Err(e) = crate::alerts::delivered(&path) {
+                        tracing::warn!("{e}");
+                    }
+                }
+                Err(e) => tracing::warn!("security alert still not delivered, will resend: {e}"),
+            }
+        }
+    }
+
     async fn checkin(&mut self) -> Result<CheckinResponse> {
+        self.send_pending_alerts().await;
         self.send_delta_failures().await;
         let delta_failures = crate::delta::load_failures(self.store.dir())?
             .into_iter()

@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod alerts;
 pub mod backup;
 pub mod client;
 pub mod config;

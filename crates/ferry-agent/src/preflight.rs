@@ -386,9 +386,13 @@ impl Agent {
                         "security alert {id} sent to the server; the rollout of {} {} is halted",
                         p.component, p.to_version
                     )),
-                    Err(e) => self
-                        .store
-                        .log(&format!("security alert NOT delivered: {e}")),
+                    Err(e) => match crate::alerts::keep(self.store.dir(), &alert) {
+                        Ok(path) => self.store.log(&format!(
+                            "security alert NOT delivered yet ({e}); kept in {} and sent again before the next check-in",
+                            path.display()
+                        )),
+                        Err(keep) => self.store.log(&format!("security alert NOT delivered ({e}) and could not be kept: {keep}")),
+                    },
                 }
                 remove_dir_if_exists(&work)?;
                 self.advance(Event::Abort(format!("{why}; nothing was installed")))?;
