@@ -479,7 +479,13 @@ impl Agent {
                         tracing::warn!("{e}");
                     }
                 }
-                Err(e) => tracing::warn!("security alert still not delivered, will resend: {e}"),
+                Err(e) if crate::alerts::worth_resending(&e) => {
+                    tracing::warn!("security alert still not delivered, will resend: {e}")
+                }
+                Err(e) => match crate::alerts::rejected(&path) {
+                    Ok(aside) => tracing::error!("the server refused a kept security alert ({e}); set aside as {}", aside.display()),
+                    Err(err) => tracing::error!("the server refused a kept security alert ({e}); {err}"),
+                },
             }
         }
     }

@@ -49,6 +49,25 @@ pub fn pending(state_dir: &Path) -> Vec<(PathBuf, SecurityAlert)> {
         .collect()
 }
 
+/// Whether sending an alert again can succeed: not when the server refused it for what it is
+/// (4xx other than 401 credential, 408 timeout and 429 too many requests).
+pub fn worth_resending(e: &AgentError) -> bool {
+    match e {
+        AgentError::Status { status, .. } => !(400..500).contains(status) || matches!(status, 401 | 408 | 429),
+        _ => true,
+    }
+}
+
+/// Sets aside an alert the server refused for good (`….json.rejected`, kept for an operator
+/// to read; no longer sent).
+pub fn rejected(path: &Path) -> Result<PathBuf, AgentError> {
+    let mut target = path.as_os_str().to_owned();
+    target.push(".rejected");
+    let target = PathBuf::from(target);
+    std::fs::rename(path, &target).map_err(|e| io_err(path, "set aside a refused security alert", e))?;
+    Ok(target)
+}
+
 /// Forgets an alert the server archived.
 pub fn delivered(path: &Path) -> Result<(), AgentError> {
     std::fs::remove_file(path).map_err(|e| io_err(path, "remove a delivered security alert", e))
@@ -81,6 +100,23 @@ mod tests {
         assert_eq!(got.iter().map(|(_, a)| a.detected_at).collect::<Vec<_>>(), [10, 20]);
         delivered(&got[0].0).unwrap();
         assert_eq!(pending(dir.path()).len(), 1);
+    }
+
+    fn status(status: u16) -> AgentError {
+        AgentError::Status { device: "dev-1".into(), url: "http://s/api/v1/alerts".into(), status, body: String::new() }
+    }
+
+    #[test]
+    fn alerts_refused_for_what_they_are_are_not_resent_but_kept_aside() {
+        assert!(worth_resending(&status(503)));
+        assert!(worth_resending(&status(401)));
+        assert!(worth_resending(&status(429)));
+        assert!(!worth_resending(&status(404)));
+        assert!(!worth_resending(&status(400)));
+        let dir = tempfile::tempdir().unwrap();
+        let path = keep(dir.path(), &alert(5)).unwrap();
+        let aside = rejected(&path).unwrap();
+        assert!(aside.exists() && pending(dir.path()).is_empty());
     }
 
     #[test]

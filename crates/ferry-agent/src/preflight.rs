@@ -386,6 +386,9 @@ impl Agent {
                         "security alert {id} sent to the server; the rollout of {} {} is halted",
                         p.component, p.to_version
                     )),
+                    Err(e) if !crate::alerts::worth_resending(&e) => self
+                        .store
+                        .log(&format!("security alert REFUSED by the server (not resent): {e}")),
                     Err(e) => match crate::alerts::keep(self.store.dir(), &alert) {
                         Ok(path) => self.store.log(&format!(
                             "security alert NOT delivered yet ({e}); kept in {} and sent again before the next check-in",
