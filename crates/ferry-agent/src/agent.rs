@@ -271,6 +271,8 @@ impl Agent {
                 return Ok(summary);
             }
         }
+        // A restarted main program gets its kept live patch back before the version report.
+        self.lp_reapply_after_restart().await?;
         for _ in 0..MAX_OFFERS_PER_RUN {
             match self.checkin().await? {
                 CheckinResponse::NothingNew { reason } => {

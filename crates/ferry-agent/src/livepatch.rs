@@ -18,8 +18,16 @@
 //!
 //! The storage space's `current` keeps the unpatched files. The check-in reports the patched
 //! version while the recorded process (same pid and start time) runs the version the patch was
-//! made for; once that process restarts, the agent reports the version on disk honestly and the
-//! server offers the live patch again (the agent does not re-apply on its own).
+//! made for.
+//!
+//! Like kpatch's persistent patches, a restarted main program gets its patch back without a new
+//! download: before the check-in, when `applied.json` records a patch for the version on disk and
+//! the process in `pid_file` is another one, the kept bundle is verified again (signature, same
+//! bundle id, target build id of the running binary) and applied to the new process with the same
+//! health check and monitor as a fresh apply; the record then names the new process and the
+//! check-in reports the patched version. A failed re-apply is rolled back in place and not tried
+//! again for that process (`livepatch/reapplied.json` names the last process tried); the agent
+//! then reports the version on disk and the server offers the live patch again.
 
 use crate::agent::Agent;
 use crate::download;
@@ -40,6 +48,7 @@ pub const DIR: &str = "livepatch";
 const RECORD: &str = "applied.json";
 const CHECKPOINT: &str = "checkpoint.json";
 const APPLYING: &str = "applying.json";
+const REAPPLIED: &str = "reapplied.json";
 
 /// The live patch applied to the running main program, as persisted in `livepatch/applied.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,6 +143,91 @@ impl Agent {
         let pid = self.lp_pid().ok()?;
         (on_disk == rec.patches && pid == rec.pid && process_start_time(pid) == Some(rec.start_time))
             .then_some(rec.version)
+    }
+
+    /// Before the check-in: re-applies the recorded live patch to a restarted main program (at
+    /// most once per process). Failures are logged; the check-in then reports the version on disk.
+    pub(crate) async fn lp_reapply_after_restart(&mut self) -> Result<()> {
+        if self.config.main.live_patch.is_none() {
+            return Ok(());
+        }
+        let Some(rec) = load_record(self.store.dir()).ok().flatten() else {
+            return Ok(());
+        };
+        if self.main.current_version().ok().flatten().as_ref() != Some(&rec.patches) {
+            return Ok(());
+        }
+        let Ok(pid) = self.lp_pid() else {
+            return Ok(());
+        };
+        let Some(start_time) = process_start_time(pid) else {
+            return Ok(());
+        };
+        if (pid, start_time) == (rec.pid, rec.start_time) {
+            return Ok(());
+        }
+        let marker = dir(self).join(REAPPLIED);
+        if state::read_json::<(i32, u64)>(&marker).ok().flatten() == Some((pid, start_time)) {
+            return Ok(());
+        }
+        // Written first: whatever happens below, this process is not tried again.
+        if let Err(e) = state::write_json(&marker, &(pid, start_time), 0o600) {
+            self.store.log(&format!("live patch {} not re-applied to process {pid}: {e}", rec.version));
+            return Ok(());
+        }
+        let p = Pending {
+            component: Component::Main,
+            from_version: rec.patches.clone(),
+            to_version: rec.version.clone(),
+            target_name: String::new(),
+            bytes_downloaded: 0,
+            delta_from: None,
+        };
+        self.store.log(&format!(
+            "main {} restarted as process {pid} (was {}): re-applying the kept live patch {}",
+            rec.patches, rec.pid, rec.version
+        ));
+        let applied = match self.lp_recheck_kept(&p, &rec, pid) {
+            Ok(()) => self.lp_apply(&p).await.map_err(|(why, _)| why),
+            Err(why) => Err(why),
+        };
+        if let Err(why) = applied {
+            self.store.log(&format!(
+                "live patch {} not re-applied: {why}; reporting main {} so the server offers it again",
+                rec.version, rec.patches
+            ));
+            return Ok(());
+        }
+        match self.lp_confirm(&p).await? {
+            Ok(()) => self.store.log(&format!("live patch {} re-applied to process {pid}", rec.version)),
+            Err(why) => {
+                self.store.log(&format!("re-applied live patch {} failed: {why}; rolling back", rec.version));
+                self.lp_rollback(&p).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The kept bundle of `rec` still verifies with the patch keys, is the bundle recorded, and
+    /// targets the binary process `pid` runs.
+    fn lp_recheck_kept(&self, p: &Pending, rec: &AppliedPatch, pid: i32) -> std::result::Result<(), String> {
+        let keys = self.lp_keys()?;
+        let path = bundle_path(self, &p.to_version);
+        let bytes = std::fs::read(&path).map_err(|e| format!("kept bundle {}: {e}", path.display()))?;
+        let bundle = ferry_livepatch::package::verify_bundle(&bytes, &keys)
+            .map_err(|e| format!("kept bundle {}: {e}", path.display()))?;
+        if bundle.id() != rec.bundle_id {
+            return Err(format!("kept bundle {} is not the recorded bundle {}", path.display(), rec.bundle_id));
+        }
+        let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+        let running = ferry_livepatch::build_id_of(&exe).map_err(|e| format!("build id of process {pid}: {e}"))?;
+        if running != bundle.target_build_id {
+            return Err(format!(
+                "process {pid} runs build {running}, but the patch targets build {}",
+                bundle.target_build_id
+            ));
+        }
+        Ok(())
     }
 
     fn lp_abort(&mut self, p: &Pending, why: String, permanent: bool) -> Result<()> {

@@ -111,6 +111,12 @@ async fn device_running_demo(fx: &Fixture, name: &str, bins: &DemoBinaries, heal
         .await
         .unwrap();
     assert_eq!(installed, v("1.0.0"));
+    let port = boot_demo(&device).await;
+    (device, port)
+}
+
+/// Starts the current main release as the init system would and waits for its port.
+async fn boot_demo(device: &Device) -> u16 {
     device.boot();
     let port_file = device.config.state_dir.join("port");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -122,7 +128,7 @@ async fn device_running_demo(fx: &Fixture, name: &str, bins: &DemoBinaries, heal
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(device.healthy(), "the demo server answers its health check");
-    (device, port)
+    port
 }
 
 fn served(reply: &str) -> i64 {
@@ -263,4 +269,107 @@ async fn unhealthy_live_patch_is_rolled_back_in_place_and_reported() {
     assert!(last.report.rolled_back);
     assert!(last.report.log_tail.iter().any(|l| l.contains("rolled back in process")), "{:?}", last.report.log_tail);
     assert_eq!(fx.device("dev-unhealthy").await.main_version, Some(v("1.0.0")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_main_program_gets_the_kept_live_patch_back_without_a_download() {
+    if !can_live_patch() {
+        return;
+    }
+    let fx = Fixture::start(ServerOptions::default()).await;
+    let bins = build_demo(&fx.dir.path().join("demo")).unwrap();
+    let (device, _) = device_running_demo(&fx, "dev-reapply", &bins, "./health.sh").await;
+    fx.upload(&live_patch_release(&fx, &bins.v1, &bins.v2, "main-1.0.0+lp1")).await;
+    let mut agent = device.agent();
+    let summary = agent.run_once().await.unwrap();
+    assert_eq!(summary.attempts.first().map(|a| a.outcome), Some(AttemptOutcome::Success), "{summary}");
+    let first = ferry_agent::livepatch::load_record(&device.config.state_dir).unwrap().expect("patch recorded");
+
+    // The main program restarts (crash + init system): a new process running the unpatched
+    // binary from disk.
+    let old_pid = device.main_pid().unwrap();
+    device.power_cut();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ferry_agent::livepatch::process_start_time(old_pid).is_some() {
+        assert!(Instant::now() < deadline, "process {old_pid} did not die");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let port = boot_demo(&device).await;
+    let new_pid = device.main_pid().unwrap();
+    assert_ne!(new_pid, old_pid);
+    let unpatched = request(port, 2, 3).unwrap();
+    assert_eq!(field(&unpatched, "sum"), Some(-1), "the restarted process runs v1 from disk: {unpatched}");
+
+    // No new release: the agent re-applies the kept bundle before checking in.
+    let summary = agent.run_once().await.unwrap();
+    assert!(summary.attempts.is_empty(), "nothing downloaded or installed: {summary}");
+    assert_eq!(summary.nothing_new, Some(NothingNewReason::UpToDate), "{summary}");
+    assert_eq!(device.main_pid(), Some(new_pid), "the process was not restarted again");
+    let after = request(port, 2, 3).unwrap();
+    assert_eq!(field(&after, "sum"), Some(5), "the new process has the fix: {after}");
+    assert!(served(&after) > served(&unpatched), "counter continues: {unpatched} then {after}");
+    let record = ferry_agent::livepatch::load_record(&device.config.state_dir).unwrap().expect("patch recorded");
+    assert_eq!((record.pid, record.version.clone()), (new_pid, v("1.0.0+lp1")));
+    assert_eq!(record.bundle_id, first.bundle_id);
+    assert_eq!(fx.device("dev-reapply").await.main_version, Some(v("1.0.0+lp1")));
+    assert_eq!(device.current_main(), Some(v("1.0.0")));
+    // One success report only: the re-apply is not a new delivery.
+    assert_eq!(fx.reports("dev-reapply").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_re_apply_is_rolled_back_once_and_the_patch_is_offered_again() {
+    if !can_live_patch() {
+        return;
+    }
+    let fx = Fixture::start(ServerOptions::default()).await;
+    let bins = build_demo(&fx.dir.path().join("demo")).unwrap();
+    let (device, _) = device_running_demo(&fx, "dev-reapply-bad", &bins, "./health.sh").await;
+    fx.upload(&live_patch_release(&fx, &bins.v1, &bins.v2, "main-1.0.0+lp1")).await;
+    let mut agent = device.agent();
+    let summary = agent.run_once().await.unwrap();
+    assert_eq!(summary.attempts.first().map(|a| a.outcome), Some(AttemptOutcome::Success), "{summary}");
+
+    // The restarted process is checked by a health check that refuses the patched behaviour.
+    let old_pid = device.main_pid().unwrap();
+    device.power_cut();
+    while ferry_agent::livepatch::process_start_time(old_pid).is_some() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let port = boot_demo(&device).await;
+    let new_pid = device.main_pid().unwrap();
+    let mut strict = device.config.clone();
+    // Every refusal is counted in the state directory.
+    strict.main.health_check = "./health.sh v1-only || { echo refused >> \"$FERRY_STATE_DIR/refusals\"; exit 1; }".into();
+    strict.main.health_retries = 1;
+    let strict = Device::new(strict);
+    let mut agent = strict.agent();
+    let summary = agent.run_once().await.unwrap();
+    eprintln!("after the failed re-apply: {summary}");
+
+    // Rolled back in place: same process, old behaviour; the on-disk version was reported, so
+    // the server offered the patch again and the fresh attempt failed its health check too.
+    assert_eq!(strict.main_pid(), Some(new_pid));
+    assert!(strict.main_alive());
+    let after = request(port, 2, 3).unwrap();
+    assert_eq!(field(&after, "sum"), Some(-1), "{after}");
+    let attempt = summary.attempts.first().unwrap_or_else(|| panic!("the patch was offered again: {summary}"));
+    assert_eq!(attempt.to, v("1.0.0+lp1"));
+    assert_eq!(attempt.outcome, AttemptOutcome::Failure, "{summary}");
+    assert!(attempt.rolled_back, "{summary}");
+    let refusals = || {
+        std::fs::read_to_string(strict.config.state_dir.join("refusals"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert_eq!(refusals(), 2, "one refused re-apply, then one refused fresh apply");
+
+    // Not tried again for the same process: the next run neither re-applies nor downloads.
+    let again = agent.run_once().await.unwrap();
+    assert_eq!(strict.main_pid(), Some(new_pid));
+    assert_eq!(field(&request(port, 2, 3).unwrap(), "sum"), Some(-1));
+    assert!(again.attempts.iter().all(|a| a.bytes_this_run == 0), "{again}");
+    assert_eq!(refusals(), 2, "nothing was applied again to process {new_pid}");
+    assert_eq!(fx.device("dev-reapply-bad").await.main_version, Some(v("1.0.0")));
 }
