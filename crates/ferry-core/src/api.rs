@@ -7,6 +7,7 @@ use crate::{Component, DeviceId, Version};
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/enroll`: trade the fleet's enrollment token for a per-device credential.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
@@ -19,6 +20,7 @@ pub struct EnrollRequest {
 }
 
 /// Answer to [`EnrollRequest`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrollResponse {
     /// The per-device bearer token; only its hash is stored on the server.
@@ -26,6 +28,7 @@ pub struct EnrollResponse {
 }
 
 /// `POST /api/v1/checkin`: "is there something new for me?"
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckinRequest {
@@ -47,6 +50,7 @@ pub struct CheckinRequest {
 }
 
 /// Why the server has nothing to offer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum NothingNewReason {
@@ -69,6 +73,7 @@ pub enum NothingNewReason {
 }
 
 /// Where and how to fetch an offered update.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpdateOffer {
     /// Which component to update.
@@ -91,6 +96,7 @@ pub struct UpdateOffer {
 
 /// The delta half of a [`CheckinResponse::Delta`]: a delta package turning the device's
 /// running release into the offered one.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeltaOffer {
     /// The running version the delta applies to.
@@ -105,6 +111,7 @@ pub struct DeltaOffer {
 }
 
 /// Answer to [`CheckinRequest`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum CheckinResponse {
@@ -148,6 +155,7 @@ impl CheckinResponse {
 }
 
 /// Result of an upgrade attempt.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -158,6 +166,7 @@ pub enum Outcome {
 }
 
 /// `POST /api/v1/reports`: the upgrade result a device sends after every attempt.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpgradeReport {
@@ -185,6 +194,7 @@ pub struct UpgradeReport {
 }
 
 /// A report as archived by the server.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchivedReport {
     /// Server-assigned sequence number.
@@ -196,6 +206,7 @@ pub struct ArchivedReport {
 }
 
 /// A device as the management API lists it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceRecord {
     /// Identity.
@@ -213,6 +224,7 @@ pub struct DeviceRecord {
 }
 
 /// A release as the server keeps it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseRecord {
     /// Component it updates.
@@ -243,6 +255,7 @@ pub struct ReleaseRecord {
 }
 
 /// Why and since when a release's rollout is halted.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseHalt {
     /// The security alert that halted it.
@@ -259,6 +272,7 @@ impl ReleaseRecord {
 }
 
 /// A delta package the server built and published as a TUF target.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeltaRecord {
     /// Component of both releases.
@@ -285,6 +299,7 @@ impl DeltaRecord {
 }
 
 /// An existing file that did not match what a delta expected.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileMismatch {
     /// Path relative to the release directory.
@@ -298,6 +313,7 @@ pub struct FileMismatch {
 /// Why a device could not apply a delta (`POST /api/v1/delta-failures`). While the record
 /// stands the server offers that device full packages of the component; a successful full
 /// install clears it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeltaFailureRecord {
@@ -323,6 +339,7 @@ pub struct DeltaFailureRecord {
 }
 
 /// `POST /api/v1/releases/{component}/{version}/blacklist`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlacklistRequest {
@@ -331,6 +348,7 @@ pub struct BlacklistRequest {
 }
 
 /// A backup a device uploaded (`PUT /api/v1/backups/{component}/{version}`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupRecord {
     /// Device that uploaded it.
@@ -348,6 +366,7 @@ pub struct BackupRecord {
 }
 
 /// One finding of a device's preflight (static scan rule, sandbox monitor, traffic comparison).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertFinding {
@@ -363,6 +382,7 @@ pub struct AlertFinding {
 }
 
 /// One piece of evidence backing an alert (a response pair, a denied syscall, a connection).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertEvidence {
@@ -374,6 +394,7 @@ pub struct AlertEvidence {
 
 /// `POST /api/v1/alerts`: a device judged an update unsafe during preflight. The server
 /// archives it and halts the release's rollout.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecurityAlert {
@@ -395,6 +416,7 @@ pub struct SecurityAlert {
 }
 
 /// An archived security alert, as operators see it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchivedAlert {
     /// Server-assigned id.
@@ -437,6 +459,7 @@ impl ArchivedAlert {
 }
 
 /// Error body of every failed API call.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
     /// What failed and what to do about it.

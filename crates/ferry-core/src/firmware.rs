@@ -18,6 +18,7 @@ pub const UNPACK_RULES: &[&str] = &["tar", "tar.gz", "tar.zst", "zip", "cpio", "
 pub const MAX_METADATA_BYTES: usize = 64 * 1024;
 
 /// Kinds of hardware interface a firmware may expect.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InterfaceKind {
@@ -30,6 +31,7 @@ pub enum InterfaceKind {
 }
 
 /// One hardware interface the firmware expects; the sandbox gives it a stub.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HardwareInterface {
@@ -40,6 +42,7 @@ pub struct HardwareInterface {
 }
 
 /// What the device knows about one firmware: managed on the server, signed through TUF.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FirmwareMetadata {
@@ -55,6 +58,7 @@ pub struct FirmwareMetadata {
     /// The vendor's public key that signs its package envelopes: a TUF key object
     /// (`{"keytype":"ed25519","scheme":"ed25519","keyval":{"public":"<hex>"}}`, as in a Ferry
     /// public key file).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub vendor_public_key: serde_json::Value,
     /// How the package unpacks (one of [`UNPACK_RULES`]).
     pub unpack_rule: String,

@@ -18,6 +18,7 @@ pub enum IdError {
 /// A device's identity (IMEI-like), safe to use in paths and URLs.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, example = "dev-0001"))]
 pub struct DeviceId(String);
 
 impl DeviceId {
@@ -63,6 +64,7 @@ impl fmt::Display for DeviceId {
 /// The two separately upgradable programs on a device, each in its own storage space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Component {
     /// The managed application or firmware.
     Main,

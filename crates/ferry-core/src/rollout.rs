@@ -10,6 +10,7 @@ use crate::{Component, Version};
 use serde::{Deserialize, Serialize};
 
 /// A release's rollout plan as the server keeps it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RolloutRecord {
     /// Component of the release.
@@ -27,6 +28,7 @@ pub struct RolloutRecord {
 }
 
 /// Why and since when a rollout halted itself.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RolloutHalt {
     /// The failure figures that crossed the threshold.
@@ -37,6 +39,7 @@ pub struct RolloutHalt {
 
 /// How one release is rolled out. Devices that fall in no wave form an implicit last wave that
 /// opens when the last listed wave completes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutPlan {
@@ -56,6 +59,7 @@ fn default_min_attempts() -> u32 {
 }
 
 /// One wave of a [`RolloutPlan`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Wave {

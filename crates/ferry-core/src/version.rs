@@ -7,6 +7,7 @@ use std::str::FromStr;
 /// A semantic version such as `1.4.2`; compared by semver precedence.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, example = "1.2.3"))]
 pub struct Version(semver::Version);
 
 /// A version string that is not valid semver.

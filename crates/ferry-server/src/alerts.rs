@@ -30,6 +30,18 @@ fn validate(alert: &SecurityAlert) -> AppResult<()> {
 
 /// `POST /api/v1/alerts`: archives the alert and halts the rollout of its release; answers
 /// 201 with the archived alert (its id and the operator message).
+#[utoipa::path(
+    post,
+    path = "/api/v1/alerts",
+    tag = "alerts",
+    security(("device" = [])),
+    request_body(content = ferry_core::api::SecurityAlert, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The archived alert (id and operator message)", body = ferry_core::api::ArchivedAlert),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong device token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn post_alert(
     State(state): State<AppState>,
     auth: DeviceAuth,
@@ -73,6 +85,18 @@ pub async fn post_alert(
 }
 
 /// `GET /api/v1/alerts?limit=N`: security alerts, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts",
+    tag = "alerts",
+    security(("operator" = [])),
+    params(("limit" = Option<u32>, Query, description = "At most this many, newest first")),
+    responses(
+        (status = 200, description = "Alerts, newest first", body = Vec<ferry_core::api::ArchivedAlert>),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong operator token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn list_alerts(
     State(state): State<AppState>,
     _op: OperatorAuth,
@@ -86,6 +110,20 @@ pub async fn list_alerts(
 
 /// `POST /api/v1/releases/{component}/{version}/resume`: lifts the release's halt (the
 /// operator cleared it); answers with the release.
+#[utoipa::path(
+    post,
+    path = "/api/v1/releases/{component}/{version}/resume",
+    operation_id = "resume_release",
+    tag = "alerts",
+    security(("operator" = [])),
+    params(("component" = String, Path, description = "Component: `main` or `agent`"), ("version" = String, Path, description = "Semantic version of the release")),
+    responses(
+        (status = 200, description = "The release with its halt lifted", body = ferry_core::api::ReleaseRecord),
+        (status = 404, description = "Not found", body = ferry_core::api::ApiError),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong operator token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn resume(
     State(state): State<AppState>,
     _op: OperatorAuth,

@@ -17,6 +17,17 @@ use ferry_core::{Component, DeviceId, Version};
 use serde_json::{Value, json};
 
 /// `POST /api/v1/enroll`: trades the enrollment token for a fresh per-device token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/enroll",
+    tag = "device",
+    request_body(content = ferry_core::api::EnrollRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The per-device token", body = ferry_core::api::EnrollResponse),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Wrong enrollment token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn enroll(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<EnrollRequest>,
@@ -61,6 +72,19 @@ fn validate_device_type(device_type: &str) -> AppResult<()> {
 }
 
 /// `POST /api/v1/checkin`: records the device's versions and answers with the update decision.
+#[utoipa::path(
+    post,
+    path = "/api/v1/checkin",
+    operation_id = "checkin",
+    tag = "device",
+    security(("device" = [])),
+    request_body(content = ferry_core::api::CheckinRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The update decision, tagged by `status`", body = ferry_core::api::CheckinResponse),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong device token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn checkin(
     State(state): State<AppState>,
     auth: DeviceAuth,
@@ -171,6 +195,18 @@ async fn build_offer(
 }
 
 /// `POST /api/v1/reports`: archives an upgrade result; answers 201 `{ "id": N }`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/reports",
+    tag = "device",
+    security(("device" = [])),
+    request_body(content = ferry_core::api::UpgradeReport, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Archived; body `{\"id\": N}`", body = Object),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong device token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn report(
     State(state): State<AppState>,
     auth: DeviceAuth,
@@ -221,6 +257,18 @@ pub async fn report(
 /// `POST /api/v1/delta-failures`: a device could not apply a delta (a file it relies on
 /// differs, say); stores the record so the device gets full packages of that component until a
 /// successful install clears it. Answers 201 with the stored record.
+#[utoipa::path(
+    post,
+    path = "/api/v1/delta-failures",
+    tag = "device",
+    security(("device" = [])),
+    request_body(content = ferry_core::api::DeltaFailureRecord, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The stored record", body = ferry_core::api::DeltaFailureRecord),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong device token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn report_delta_failure(
     State(state): State<AppState>,
     auth: DeviceAuth,
@@ -259,6 +307,19 @@ pub fn backup_key(device: &DeviceId, component: Component, version: &Version) ->
 }
 
 /// `PUT /api/v1/backups/{component}/{version}`: stores the raw bytes the device sends.
+#[utoipa::path(
+    put,
+    path = "/api/v1/backups/{component}/{version}",
+    tag = "device",
+    security(("device" = [])),
+    params(("component" = String, Path, description = "Component: `main` or `agent`"), ("version" = String, Path, description = "Semantic version of the release")),
+    request_body(content = crate::openapi::Binary, content_type = "application/octet-stream"),
+    responses(
+        (status = 201, description = "The stored backup record", body = ferry_core::api::BackupRecord),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong device token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn put_backup(
     State(state): State<AppState>,
     auth: DeviceAuth,

@@ -155,6 +155,20 @@ async fn resolve(state: &AppState, path: &str) -> AppResult<ReleaseRecord> {
 }
 
 /// `GET|HEAD /files/{*path}` (device auth): whole artifact, or one byte range.
+#[utoipa::path(
+    get,
+    path = "/files/{path}",
+    tag = "files",
+    security(("device" = [])),
+    params(("path" = String, Path, description = "Artifact path under the file store"), ("Range" = Option<String>, Header, description = "One byte range, e.g. `bytes=0-1023`")),
+    responses(
+        (status = 200, description = "The whole artifact", body = crate::openapi::Binary, content_type = "application/octet-stream"),
+        (status = 206, description = "One byte range", body = crate::openapi::Binary, content_type = "application/octet-stream"),
+        (status = 404, description = "Not found", body = ferry_core::api::ApiError),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong device token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn get_file(
     State(state): State<AppState>,
     _auth: DeviceAuth,

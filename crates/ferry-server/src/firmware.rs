@@ -47,6 +47,20 @@ fn missing(id: &str) -> AppError {
 }
 
 /// `PUT /api/v1/firmware/{id}`: validates, stores and publishes (TUF) firmware metadata.
+#[utoipa::path(
+    put,
+    path = "/api/v1/firmware/{id}",
+    operation_id = "put_firmware",
+    tag = "firmware",
+    security(("operator" = [])),
+    params(("id" = String, Path, description = "Firmware id")),
+    request_body(content = ferry_core::firmware::FirmwareMetadata, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The stored metadata", body = ferry_core::firmware::FirmwareMetadata),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong operator token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn put(
     State(state): State<AppState>,
     _op: OperatorAuth,
@@ -85,6 +99,20 @@ async fn stored(state: &AppState, id: &str) -> AppResult<Vec<u8>> {
 }
 
 /// `GET /api/v1/firmware/{id}`: the firmware's metadata (operators).
+#[utoipa::path(
+    get,
+    path = "/api/v1/firmware/{id}",
+    operation_id = "get_firmware",
+    tag = "firmware",
+    security(("operator" = [])),
+    params(("id" = String, Path, description = "Firmware id")),
+    responses(
+        (status = 200, description = "The firmware's metadata", body = ferry_core::firmware::FirmwareMetadata),
+        (status = 404, description = "Not found", body = ferry_core::api::ApiError),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong operator token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     _op: OperatorAuth,
@@ -98,6 +126,20 @@ pub async fn get(
 
 /// `GET /api/v1/device/firmware/{id}`: the exact stored bytes a device checks against the TUF
 /// target `firmware/{id}.json`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/device/firmware/{id}",
+    operation_id = "get_firmware_for_device",
+    tag = "firmware",
+    security(("device" = [])),
+    params(("id" = String, Path, description = "Firmware id")),
+    responses(
+        (status = 200, description = "The exact stored metadata bytes (TUF target `firmware/{id}.json`)", body = Object),
+        (status = 404, description = "Not found", body = ferry_core::api::ApiError),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong device token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn get_for_device(
     State(state): State<AppState>,
     _device: DeviceAuth,

@@ -23,6 +23,7 @@ pub mod files;
 pub mod firmware;
 pub mod management;
 pub mod metrics;
+pub mod openapi;
 pub mod push;
 pub mod releases;
 pub mod rollouts;
@@ -123,7 +124,8 @@ pub fn router(state: AppState) -> Router {
     let role = state.config.role;
     let mut app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(metrics::scrape));
+        .route("/metrics", get(metrics::scrape))
+        .route("/api/v1/openapi.json", get(openapi::openapi_json));
     if role.serves_queries() {
         app = app
             .route("/api/v1/enroll", post(device_api::enroll))

@@ -19,6 +19,7 @@ const DEFAULT_REPORT_LIMIT: u32 = 100;
 const MAX_REPORT_LIMIT: u32 = 1000;
 
 /// Body of `PUT /api/v1/devices/{id}/group`.
+#[derive(utoipa::ToSchema)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupAssignment {
@@ -27,6 +28,7 @@ pub struct GroupAssignment {
 }
 
 /// Body of `PUT /api/v1/groups/{group}` and its answer.
+#[derive(utoipa::ToSchema)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupSettings {
@@ -70,6 +72,17 @@ async fn existing_device(state: &AppState, id: &DeviceId) -> AppResult<DeviceRec
 }
 
 /// `GET /api/v1/devices`: every enrolled device.
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices",
+    tag = "management",
+    security(("operator" = [])),
+    responses(
+        (status = 200, description = "Every enrolled device", body = Vec<ferry_core::api::DeviceRecord>),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong operator token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn devices(
     State(state): State<AppState>,
     _op: OperatorAuth,
@@ -84,6 +97,20 @@ pub async fn devices(
 }
 
 /// `PUT /api/v1/devices/{id}/group`: moves a device into a group; answers the updated device.
+#[utoipa::path(
+    put,
+    path = "/api/v1/devices/{id}/group",
+    tag = "management",
+    security(("operator" = [])),
+    params(("id" = String, Path, description = "Device id")),
+    request_body(content = GroupAssignment, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The updated device", body = ferry_core::api::DeviceRecord),
+        (status = 404, description = "Not found", body = ferry_core::api::ApiError),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong operator token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn set_group(
     State(state): State<AppState>,
     _op: OperatorAuth,
@@ -107,6 +134,19 @@ pub async fn set_group(
 }
 
 /// `PUT /api/v1/groups/{group}`: sets the group's download segment size.
+#[utoipa::path(
+    put,
+    path = "/api/v1/groups/{group}",
+    tag = "management",
+    security(("operator" = [])),
+    params(("group" = String, Path, description = "Group name")),
+    request_body(content = GroupSettings, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The group's settings", body = GroupSettings),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong operator token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn set_group_settings(
     State(state): State<AppState>,
     _op: OperatorAuth,
@@ -156,6 +196,18 @@ pub(crate) fn parse_limit(query: Option<&str>) -> AppResult<u32> {
 }
 
 /// `GET /api/v1/reports?limit=N`: newest reports of all devices.
+#[utoipa::path(
+    get,
+    path = "/api/v1/reports",
+    tag = "management",
+    security(("operator" = [])),
+    params(("limit" = Option<u32>, Query, description = "At most this many, newest first")),
+    responses(
+        (status = 200, description = "Newest reports", body = Vec<ferry_core::api::ArchivedReport>),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong operator token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn all_reports(
     State(state): State<AppState>,
     _op: OperatorAuth,
@@ -172,6 +224,18 @@ pub async fn all_reports(
 }
 
 /// `GET /api/v1/devices/{id}/reports?limit=N`: newest reports of one device.
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices/{id}/reports",
+    tag = "management",
+    security(("operator" = [])),
+    params(("id" = String, Path, description = "Device id"), ("limit" = Option<u32>, Query, description = "At most this many, newest first")),
+    responses(
+        (status = 200, description = "Newest reports of the device", body = Vec<ferry_core::api::ArchivedReport>),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong operator token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn device_reports(
     State(state): State<AppState>,
     _op: OperatorAuth,
@@ -191,6 +255,18 @@ pub async fn device_reports(
 
 /// `GET /api/v1/devices/{id}/delta-failures`: a device's standing delta-failure records
 /// (state, reason, each file with expected vs found hash), by component.
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices/{id}/delta-failures",
+    tag = "management",
+    security(("operator" = [])),
+    params(("id" = String, Path, description = "Device id")),
+    responses(
+        (status = 200, description = "Standing delta-failure records", body = Vec<ferry_core::api::DeltaFailureRecord>),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong operator token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn device_delta_failures(
     State(state): State<AppState>,
     _op: OperatorAuth,
@@ -207,6 +283,18 @@ pub async fn device_delta_failures(
 }
 
 /// `GET /api/v1/devices/{id}/backups`: a device's stored backups, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices/{id}/backups",
+    tag = "management",
+    security(("operator" = [])),
+    params(("id" = String, Path, description = "Device id")),
+    responses(
+        (status = 200, description = "Stored backups, newest first", body = Vec<ferry_core::api::BackupRecord>),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong operator token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn device_backups(
     State(state): State<AppState>,
     _op: OperatorAuth,

@@ -112,6 +112,18 @@ async fn fleet_gauges(state: &AppState) -> AppResult<String> {
 }
 
 /// `GET /metrics`: event counters and fleet gauges in Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "scrape_metrics",
+    tag = "operations",
+    security(("operator" = [])),
+    responses(
+        (status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain"),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong operator token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn scrape(State(state): State<AppState>, _op: OperatorAuth) -> AppResult<Response> {
     let mut body = init().render();
     body.push_str(&fleet_gauges(&state).await?);

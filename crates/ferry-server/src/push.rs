@@ -106,6 +106,20 @@ fn publish(client: &AsyncClient, topic: &str, nudge: &CheckinNudge) {
 
 /// `POST /api/v1/devices/{id}/nudge`: asks one device to check in now (202), through the push
 /// broker. 409 when the server has no `[push]` configured, 404 for an unknown device.
+#[utoipa::path(
+    post,
+    path = "/api/v1/devices/{id}/nudge",
+    tag = "management",
+    security(("operator" = [])),
+    params(("id" = String, Path, description = "Device id")),
+    responses(
+        (status = 202, description = "The nudge was handed to the push broker"),
+        (status = 404, description = "Not found", body = ferry_core::api::ApiError),
+        (status = 409, description = "No `[push]` configured", body = ferry_core::api::ApiError),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong operator token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn nudge_device(
     axum::extract::State(state): axum::extract::State<crate::state::AppState>,
     _op: crate::auth::OperatorAuth,

@@ -49,6 +49,20 @@ fn parse_go_live(query: Option<&str>) -> AppResult<Option<u64>> {
 }
 
 /// `POST /api/v1/releases?go_live=MS`: verifies and registers a signed `.ferry` artifact.
+#[utoipa::path(
+    post,
+    path = "/api/v1/releases",
+    operation_id = "upload_release",
+    tag = "releases",
+    security(("operator" = [])),
+    params(("go_live" = Option<u64>, Query, description = "Go-live time in Unix milliseconds")),
+    request_body(content = crate::openapi::Binary, content_type = "application/octet-stream"),
+    responses(
+        (status = 201, description = "The registered release", body = ferry_core::api::ReleaseRecord),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong operator token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn upload(
     State(state): State<AppState>,
     _op: OperatorAuth,
@@ -178,6 +192,18 @@ pub(crate) async fn publish_all(state: &AppState) -> AppResult<()> {
 }
 
 /// `GET /api/v1/releases`: every release.
+#[utoipa::path(
+    get,
+    path = "/api/v1/releases",
+    operation_id = "list_releases",
+    tag = "releases",
+    security(("operator" = [])),
+    responses(
+        (status = 200, description = "Every release", body = Vec<ferry_core::api::ReleaseRecord>),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong operator token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     _op: OperatorAuth,
@@ -191,6 +217,21 @@ pub async fn list(
 }
 
 /// `POST /api/v1/releases/{component}/{version}/blacklist`: keeps the release from these devices.
+#[utoipa::path(
+    post,
+    path = "/api/v1/releases/{component}/{version}/blacklist",
+    operation_id = "blacklist_devices",
+    tag = "releases",
+    security(("operator" = [])),
+    params(("component" = String, Path, description = "Component: `main` or `agent`"), ("version" = String, Path, description = "Semantic version of the release")),
+    request_body(content = ferry_core::api::BlacklistRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The updated release", body = ferry_core::api::ReleaseRecord),
+        (status = 404, description = "Not found", body = ferry_core::api::ApiError),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong operator token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn blacklist(
     State(state): State<AppState>,
     _op: OperatorAuth,

@@ -18,6 +18,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One wave as operators see it.
+#[derive(utoipa::ToSchema)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WaveStatus {
     /// Wave name (`(rest)` for the implicit last wave).
@@ -31,6 +32,7 @@ pub struct WaveStatus {
 }
 
 /// A rollout plan with its progress (`GET /api/v1/rollouts`).
+#[derive(utoipa::ToSchema)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RolloutStatus {
     /// The stored plan and halt.
@@ -179,6 +181,21 @@ async fn status_of(state: &AppState, record: RolloutRecord, devices: &[DeviceRec
 
 /// `PUT /api/v1/releases/{component}/{version}/rollout`: sets (or replaces) a release's wave
 /// plan; answers its status.
+#[utoipa::path(
+    put,
+    path = "/api/v1/releases/{component}/{version}/rollout",
+    operation_id = "put_rollout_plan",
+    tag = "rollouts",
+    security(("operator" = [])),
+    params(("component" = String, Path, description = "Component: `main` or `agent`"), ("version" = String, Path, description = "Semantic version of the release")),
+    request_body(content = ferry_core::rollout::RolloutPlan, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The plan and its waves' progress", body = RolloutStatus),
+        (status = 404, description = "Not found", body = ferry_core::api::ApiError),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong operator token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn put_plan(
     State(state): State<AppState>,
     _op: OperatorAuth,
@@ -225,6 +242,18 @@ pub async fn statuses(state: &AppState) -> AppResult<Vec<RolloutStatus>> {
 }
 
 /// `GET /api/v1/rollouts`: every rollout plan with its waves' progress.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rollouts",
+    operation_id = "list_rollouts",
+    tag = "rollouts",
+    security(("operator" = [])),
+    responses(
+        (status = 200, description = "Every plan with its waves' progress", body = Vec<RolloutStatus>),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong operator token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn list(State(state): State<AppState>, _op: OperatorAuth) -> AppResult<Json<Vec<RolloutStatus>>> {
     Ok(Json(statuses(&state).await?))
 }

@@ -24,6 +24,7 @@ pub struct TufRepo {
 }
 
 /// What a key rotation did.
+#[derive(utoipa::ToSchema)]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Rotation {
     /// Version of the new root (listing the new keys).
@@ -330,6 +331,7 @@ impl TufRepo {
 }
 
 /// `POST /api/v1/tuf/rotate` body.
+#[derive(utoipa::ToSchema)]
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RotateRequest {
@@ -338,6 +340,18 @@ pub struct RotateRequest {
 }
 
 /// `POST /api/v1/tuf/rotate`: rotates the named roles' keys (operator).
+#[utoipa::path(
+    post,
+    path = "/api/v1/tuf/rotate",
+    tag = "tuf",
+    security(("operator" = [])),
+    request_body(content = RotateRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "What the rotation did", body = Rotation),
+        (status = 400, description = "Malformed or invalid request", body = ferry_core::api::ApiError),
+        (status = 401, description = "Missing or wrong operator token", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn rotate_keys(
     axum::extract::State(state): axum::extract::State<crate::state::AppState>,
     _op: crate::auth::OperatorAuth,
@@ -360,6 +374,17 @@ pub async fn rotate_keys(
 }
 
 /// `GET /tuf/{file}`: serves one metadata file (no auth: metadata is signed and public).
+#[utoipa::path(
+    get,
+    path = "/tuf/{file}",
+    operation_id = "get_tuf_metadata",
+    tag = "tuf",
+    params(("file" = String, Path, description = "Metadata file, e.g. `root.json`, `3.root.json`, `timestamp.json`")),
+    responses(
+        (status = 200, description = "Signed TUF metadata (public, no auth)", body = Object),
+        (status = 404, description = "Not found", body = ferry_core::api::ApiError),
+    )
+)]
 pub async fn get_metadata(
     axum::extract::State(state): axum::extract::State<crate::state::AppState>,
     axum::extract::Path(name): axum::extract::Path<String>,

@@ -10,6 +10,7 @@ mod device_api;
 mod files;
 mod firmware;
 mod metrics;
+mod openapi;
 mod push;
 mod python_tuf_server_interop;
 mod releases;
