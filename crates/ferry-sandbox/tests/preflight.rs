@@ -2,6 +2,8 @@
 //! update is caught and alerted with the device untouched; a faithful one is switched over and
 //! back without a failed request.
 
+mod support;
+
 use ferry_core::{Component, Version};
 use ferry_sandbox::demo::{DemoOptions, EXFIL_ADDR, run};
 
@@ -21,26 +23,7 @@ fn preflight_alerts_on_divergent_update_and_switches_over_a_good_one() {
         (alert.component, &alert.version),
         (Component::Main, &Version::new(2, 0, 0))
     );
-    let mismatch = alert
-        .findings
-        .iter()
-        .find(|f| f.rule == "mirror/mismatch")
-        .unwrap_or_else(|| panic!("no mismatch finding: {alert:#?}"));
-    assert_eq!(mismatch.location, "GET /items/3");
-    assert!(
-        mismatch.message.contains("exfiltrated"),
-        "{}",
-        mismatch.message
-    );
-    assert!(
-        alert
-            .findings
-            .iter()
-            .filter(|f| f.rule.starts_with("mirror/"))
-            .all(|f| f.location == "GET /items/3"),
-        "only /items/3 differs (the nonce is learned noise): {alert:#?}"
-    );
-    assert!(alert.evidence.iter().any(|e| e.kind == "mirror_report"));
+    support::assert_only_items_3_diverged(alert);
     // The sandbox monitor caught the exfiltration attempt itself, with its address.
     let outbound = alert
         .findings

@@ -148,3 +148,21 @@ pub fn tiny_elf(is64: bool, little: bool, machine: u16, code: &[u8]) -> Vec<u8> 
     out.extend_from_slice(code);
     out
 }
+
+/// The mirror findings of the demo's divergent build: a mismatch at `GET /items/3` showing the
+/// "exfiltrated" answer, no other endpoint differing (the nonce is learned noise), and the mirror
+/// report as evidence.
+pub fn assert_only_items_3_diverged(alert: &ferry_core::api::SecurityAlert) {
+    let mismatch = alert
+        .findings
+        .iter()
+        .find(|f| f.rule == "mirror/mismatch")
+        .unwrap_or_else(|| panic!("no mismatch finding: {alert:#?}"));
+    assert_eq!(mismatch.location, "GET /items/3");
+    assert!(mismatch.message.contains("exfiltrated"), "{}", mismatch.message);
+    assert!(
+        alert.findings.iter().filter(|f| f.rule.starts_with("mirror/")).all(|f| f.location == "GET /items/3"),
+        "only /items/3 differs (the nonce is learned noise): {alert:#?}"
+    );
+    assert!(alert.evidence.iter().any(|e| e.kind == "mirror_report"), "{alert:#?}");
+}
