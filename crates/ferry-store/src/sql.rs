@@ -256,6 +256,34 @@ macro_rules! sql_registry {
                 })
             }
 
+            /// The `content` column of the row `sql` selects by key `$1` (TUF metadata, firmware).
+            async fn blob(&self, sql: &'static str, key: &str, what: &str) -> Result<Option<Vec<u8>>, StoreError> {
+                use sqlx::Row;
+                let b = Self::BACKEND;
+                let row = sqlx::query(sql)
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| crate::sql::db_err(b, &format!("read {what}"), e))?;
+                row.map(|r| r.try_get::<Vec<u8>, _>("content"))
+                    .transpose()
+                    .map_err(|e| crate::sql::db_err(b, &format!("decode {what}"), e))
+            }
+
+            /// Every `(key, content)` pair `sql` selects.
+            async fn blobs(&self, sql: &'static str, what: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+                use sqlx::Row;
+                let b = Self::BACKEND;
+                let rows = sqlx::query(sql)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| crate::sql::db_err(b, &format!("list {what}"), e))?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("key")?, r.try_get("content")?)))
+                    .collect::<Result<Vec<(String, Vec<u8>)>, sqlx::Error>>()
+                    .map_err(|e| crate::sql::db_err(b, &format!("decode {what}"), e))
+            }
+
             fn rollout_from_row(row: &<$db as sqlx::Database>::Row) -> Result<ferry_core::rollout::RolloutRecord, StoreError> {
                 use sqlx::Row;
                 let b = Self::BACKEND;
@@ -1108,29 +1136,11 @@ macro_rules! sql_registry {
             }
 
             async fn firmware(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-                use sqlx::Row;
-                let b = Self::BACKEND;
-                let row = sqlx::query("SELECT content FROM firmware WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(|e| crate::sql::db_err(b, &format!("read firmware metadata '{id}'"), e))?;
-                row.map(|r| r.try_get::<Vec<u8>, _>("content"))
-                    .transpose()
-                    .map_err(|e| crate::sql::db_err(b, &format!("decode firmware metadata '{id}'"), e))
+                self.blob("SELECT content FROM firmware WHERE id = $1", id, &format!("firmware metadata '{id}'")).await
             }
 
             async fn all_firmware(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-                use sqlx::Row;
-                let b = Self::BACKEND;
-                let rows = sqlx::query("SELECT id, content FROM firmware ORDER BY id")
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(|e| crate::sql::db_err(b, "list firmware metadata", e))?;
-                rows.iter()
-                    .map(|r| Ok((r.try_get("id")?, r.try_get("content")?)))
-                    .collect::<Result<Vec<(String, Vec<u8>)>, sqlx::Error>>()
-                    .map_err(|e| crate::sql::db_err(b, "decode firmware metadata", e))
+                self.blobs("SELECT id AS key, content FROM firmware ORDER BY id", "firmware metadata").await
             }
 
             async fn put_metadata(&self, files: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
@@ -1155,29 +1165,11 @@ macro_rules! sql_registry {
             }
 
             async fn metadata(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-                use sqlx::Row;
-                let b = Self::BACKEND;
-                let row = sqlx::query("SELECT content FROM tuf_metadata WHERE name = $1")
-                    .bind(name)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(|e| crate::sql::db_err(b, &format!("read TUF metadata file '{name}'"), e))?;
-                row.map(|r| r.try_get::<Vec<u8>, _>("content"))
-                    .transpose()
-                    .map_err(|e| crate::sql::db_err(b, &format!("decode TUF metadata file '{name}'"), e))
+                self.blob("SELECT content FROM tuf_metadata WHERE name = $1", name, &format!("TUF metadata file '{name}'")).await
             }
 
             async fn all_metadata(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-                use sqlx::Row;
-                let b = Self::BACKEND;
-                let rows = sqlx::query("SELECT name, content FROM tuf_metadata ORDER BY name")
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(|e| crate::sql::db_err(b, "list TUF metadata files", e))?;
-                rows.iter()
-                    .map(|r| Ok((r.try_get("name")?, r.try_get("content")?)))
-                    .collect::<Result<Vec<(String, Vec<u8>)>, sqlx::Error>>()
-                    .map_err(|e| crate::sql::db_err(b, "decode TUF metadata files", e))
+                self.blobs("SELECT name AS key, content FROM tuf_metadata ORDER BY name", "TUF metadata files").await
             }
         }
     };
